@@ -1,0 +1,29 @@
+# Two entry points for a fresh machine: `make demo` (the main job) and `make test`.
+# Both create the virtualenv on first use; plain pip + venv so that torch comes
+# from the CPU wheel pinned in pyproject.toml.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.xnnquant-installed
+
+.PHONY: demo test bench venv clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test,examples]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(PY) examples/quickstart.py
+
+test: $(STAMP)
+	$(PY) -m pytest -q tests
+
+bench: $(STAMP)
+	$(PY) examples/benchmark.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info
