@@ -142,6 +142,7 @@ def quantize(
     Returns:
         The converted ``GraphModule`` with quantize/dequantize nodes.
     """
+    from torchao.quantization.pt2e import move_exported_model_to_eval
     from torchao.quantization.pt2e.quantize_pt2e import (
         convert_pt2e,
         prepare_pt2e,
@@ -157,7 +158,7 @@ def quantize(
     if qat_train is not None:
         prepared = prepare_qat_pt2e(gm, quantizer)
         qat_train(prepared)
-        torch.ao.quantization.move_exported_model_to_eval(prepared)
+        move_exported_model_to_eval(prepared)
     else:
         prepared = prepare_pt2e(gm, quantizer)
         calibrate(prepared, calibration if calibration is not None else [example_inputs],

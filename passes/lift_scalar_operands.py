@@ -1,0 +1,54 @@
+"""Turn the scalar operand of add/sub/mul into a tensor constant.
+
+XNNPACK's int8 binary kernels take two quantized tensors, so ``x + 1.0`` can
+only run in int8 when the ``1.0`` is a tensor that gets its own observer (and
+folds into an int8 constant after convert).  The constant is 0-D, so
+broadcasting and the result are unchanged.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch.fx import GraphModule, Node
+from torch.fx.passes.infra.pass_base import PassBase, PassResult
+
+aten = torch.ops.aten
+
+_BINARY = {
+    aten.add.Tensor, aten.add_.Tensor, aten.sub.Tensor, aten.sub_.Tensor,
+    aten.mul.Tensor, aten.mul_.Tensor, aten.add.Scalar, aten.mul.Scalar, aten.sub.Scalar,
+}
+_TO_TENSOR_OVERLOAD = {
+    aten.add.Scalar: aten.add.Tensor, aten.mul.Scalar: aten.mul.Tensor,
+    aten.sub.Scalar: aten.sub.Tensor,
+}
+
+
+class LiftScalarOperands(PassBase):
+    """Replace a Python-number operand of a binary op by a 0-D ``get_attr`` constant."""
+
+    def call(self, gm: GraphModule) -> PassResult:
+        modified = False
+        count = 0
+        for node in list(gm.graph.nodes):
+            if node.op != "call_function" or node.target not in _BINARY or len(node.args) < 2:
+                continue
+            lhs, rhs = node.args[0], node.args[1]
+            if not isinstance(lhs, Node) or isinstance(rhs, Node) or not isinstance(rhs, (int, float)):
+                continue
+            val = lhs.meta.get("val")
+            if not isinstance(val, torch.Tensor) or not val.is_floating_point():
+                continue
+            while hasattr(gm, f"_lifted_scalar_{count}"):
+                count += 1
+            name = f"_lifted_scalar_{count}"
+            gm.register_buffer(name, torch.tensor(float(rhs), dtype=val.dtype))
+            with gm.graph.inserting_before(node):
+                const = gm.graph.get_attr(name)
+            const.meta["val"] = torch.empty((), dtype=val.dtype)
+            node.args = (lhs, const, *node.args[2:])
+            node.target = _TO_TENSOR_OVERLOAD.get(node.target, node.target)
+            modified = True
+        if modified:
+            gm.recompile()
+        return PassResult(gm, modified)

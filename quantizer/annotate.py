@@ -1,0 +1,316 @@
+"""The one generic annotator: reads the pattern table and writes QuantizationAnnotations.
+
+It walks the graph twice, in topological order:
+
+1. **Anchors** (:data:`.patterns.PATTERNS`): each argument gets the spec of its
+   role.  A weight reached through a transpose is observed on the parameter,
+   before the transpose, with its output-channel axis.  When the anchor's only
+   user is an activation the pattern may fuse, the output observer moves after
+   that activation.
+2. **Shared ops** (:data:`.patterns.SHARED_OPS`): an op whose input is already
+   quantized gets ``SharedQuantizationSpec`` on its input edge and output, so
+   input and output carry one set of qparams (XNNPACK refuses a slice or
+   permute whose qparams differ).  ``cat`` inputs join the same group;
+   ``max_pool2d_with_indices`` passes its qparams to ``getitem(·, 0)``.
+
+Every ``call_function`` node gets a :class:`~.report.NodeDecision`.
+
+Worked example (core IR, ``y = relu(addmm(b, x, permute(w)))``)::
+
+    x ──[act obs]──► addmm ──► relu ──[out obs]──►
+    w ──[per-channel obs, axis 0]──► permute ──┘
+    b (float; XNNPACK quantizes it to int32 with scale s_x·s_w)
+"""
+
+from __future__ import annotations
+
+import operator
+from typing import Callable, Optional
+
+import torch
+from torch.fx import GraphModule, Node
+from torchao.quantization.pt2e.quantizer import (
+    QuantizationAnnotation,
+    SharedQuantizationSpec,
+)
+from torchao.quantization.pt2e.quantizer.quantizer import Q_ANNOTATION_KEY
+
+from .patterns import (
+    BOOKKEEPING,
+    FLOAT_ONLY,
+    TRANSPOSES,
+    Pattern,
+    Role,
+    SharedOp,
+    find_pattern,
+    find_shared,
+)
+from .report import AnnotationReport, NodeDecision
+from .specs import QuantConfig, with_weight_axis
+
+#: (config or None, where it came from: "global", "module name 'a.b'", ...)
+Resolver = Callable[[Node], tuple]
+
+
+def op_name(node: Node) -> str:
+    target = node.target
+    if isinstance(target, torch._ops.OpOverload):
+        return f"aten.{target._opname}.{target._overloadname}" if target.namespace == "aten" \
+            else str(target)
+    return getattr(target, "__name__", str(target))
+
+
+def _is_float_tensor(value) -> bool:
+    val = value.meta.get("val") if isinstance(value, Node) else None
+    return isinstance(val, torch.Tensor) and val.dtype in (torch.float32, torch.float16, torch.bfloat16)
+
+
+def output_is_quantized(node: Node) -> bool:
+    """Whether ``node``'s output carries an observer after annotation."""
+    ann = node.meta.get(Q_ANNOTATION_KEY)
+    return ann is not None and ann.output_qspec is not None
+
+
+def _source_fn(node: Node):
+    """The call a node was decomposed from: its source function, else its innermost module."""
+    stack = node.meta.get("source_fn_stack") or []
+    if stack:
+        return stack[-1][0]
+    modules = node.meta.get("nn_module_stack") or {}
+    return list(modules.values())[-1][0] if modules else None
+
+
+def _same_source(node: Node, anchor: Node) -> bool:
+    source = _source_fn(anchor)
+    return source is not None and _source_fn(node) == source
+
+
+def walk_back(value, ops: frozenset, anchor: Node) -> tuple:
+    """Follow single-user ``ops`` of the anchor's own source call back from ``value``.
+
+    Returns (the source value, the ops walked through, nearest the anchor first).
+    """
+    chain = []
+    # A transpose of a parameter is unambiguous even without source metadata.
+    while (isinstance(value, Node) and value.target in ops and len(value.users) == 1
+           and (_same_source(value, anchor) or (value.target in TRANSPOSES
+                                                and value.args[0].op == "get_attr"))):
+        chain.append(value)
+        value = value.args[0]
+    return value, chain
+
+
+def walk_forward(node: Node, ops: frozenset, anchor: Node) -> list:
+    """The single-user ``ops`` of the anchor's own source call that follow ``node``."""
+    chain = []
+    while len(node.users) == 1:
+        (user,) = node.users
+        if user.op != "call_function" or user.target not in ops or not _same_source(user, anchor):
+            break
+        chain.append(user)
+        node = user
+    return chain
+
+
+class _Annotator:
+    def __init__(self, resolve: Resolver, node_filter: Optional[Callable[[Node], bool]]):
+        self.resolve = resolve
+        self.node_filter = node_filter
+        self.decisions: dict = {}
+
+    # -- bookkeeping ----------------------------------------------------------------
+    def decide(self, node: Node, quantized: bool, *, pattern=None, role=None, reason="",
+               config: Optional[QuantConfig] = None) -> None:
+        self.decisions[node] = NodeDecision(
+            node=node.name, op=op_name(node), quantized=quantized, pattern=pattern, role=role,
+            reason=reason, config=config.name if config is not None else None,
+        )
+
+    def config_for(self, node: Node) -> tuple:
+        """(config, reason it is None)."""
+        if self.node_filter is not None and not self.node_filter(node):
+            return None, "excluded by the node filter"
+        config, source = self.resolve(node)
+        if config is None:
+            return None, f"excluded by config ({source} is set to None)"
+        return config, ""
+
+    # -- phase 1: anchors -------------------------------------------------------------
+    def anchor(self, node: Node, pattern: Pattern) -> None:
+        if Q_ANNOTATION_KEY in node.meta:
+            self.decide(node, output_is_quantized(node), pattern=pattern.name,
+                        reason="annotated before this quantizer ran; left as it was")
+            return
+        config, why = self.config_for(node)
+        if config is None:
+            self.decide(node, False, pattern=pattern.name, reason=why)
+            return
+        if config.is_dynamic and not pattern.dynamic:
+            self.decide(node, False, pattern=pattern.name, config=config,
+                        reason="dynamic configs quantize only linear and conv (XNNPACK's dynamic kernels)")
+            return
+        if not _is_float_tensor(node):
+            self.decide(node, False, pattern=pattern.name, config=config,
+                        reason="dtype not supported: output is not a float tensor")
+            return
+        reason = pattern.check(node)
+        if reason is None and config.is_dynamic and pattern.name == "conv":
+            reason = self._dynamic_conv_reason(node)
+        if reason is not None:
+            self.decide(node, False, pattern=pattern.name, config=config, reason=reason)
+            return
+
+        input_map: dict = {}
+        before: list = []  # (op walked through, its source, spec): observed before that op
+        for arg in pattern.args:
+            value = node.args[arg.index] if arg.index < len(node.args) else None
+            if not isinstance(value, Node):
+                continue
+            source, chain = walk_back(value, arg.through, node)
+            if arg.role is Role.ACT:
+                if not _is_float_tensor(source):
+                    self.decide(node, False, pattern=pattern.name, config=config,
+                                reason="dtype not supported: activation input is not a float tensor")
+                    return
+                spec = config.input_activation
+            elif arg.role is Role.WEIGHT:
+                if not (isinstance(source, Node) and source.op == "get_attr"):
+                    self.decide(node, False, pattern=pattern.name, config=config,
+                                reason="weight is not a constant parameter; XNNPACK needs static weights")
+                    return
+                spec = with_weight_axis(config.weight, arg.axis)
+            else:
+                spec = config.bias
+            if spec is None:
+                continue
+            if chain:
+                before.append((chain[-1], source, spec, arg.role))
+            else:
+                input_map[value] = spec
+
+        tail_ops = walk_forward(node, pattern.output_through, node)
+        tail = tail_ops[-1] if tail_ops else node
+        fused = self._fused_activation(tail, pattern, config)
+        output = config.output_activation if pattern.quantize_output else None
+        last = fused if fused is not None else tail
+        node.meta[Q_ANNOTATION_KEY] = QuantizationAnnotation(
+            input_qspec_map=input_map,
+            output_qspec=output if last is node else None,
+            _annotated=True,
+        )
+        self.decide(node, True, pattern=pattern.name, role="anchor", config=config)
+        for op, source, spec, role in before:
+            op.meta[Q_ANNOTATION_KEY] = QuantizationAnnotation(
+                input_qspec_map={source: spec}, _annotated=True
+            )
+            self.decide(op, True, pattern=pattern.name, role=f"{role.value} {op.target._opname}",
+                        config=config)
+        for arg in pattern.args:
+            value = node.args[arg.index] if arg.index < len(node.args) else None
+            for op in walk_back(value, arg.through, node)[1][:-1]:
+                self.decide(op, True, pattern=pattern.name,
+                            role=f"{arg.role.value} {op.target._opname}", config=config)
+        for op in tail_ops:
+            op.meta[Q_ANNOTATION_KEY] = QuantizationAnnotation(
+                output_qspec=output if last is op else None, _annotated=True)
+            self.decide(op, True, pattern=pattern.name, role=f"output {op.target._opname}",
+                        config=config)
+        if fused is not None:
+            fused.meta[Q_ANNOTATION_KEY] = QuantizationAnnotation(output_qspec=output, _annotated=True)
+            self.decide(fused, True, pattern=pattern.name, role="fused activation", config=config)
+
+    def _fused_activation(self, node: Node, pattern: Pattern, config: QuantConfig) -> Optional[Node]:
+        if config.is_dynamic or len(node.users) != 1:
+            return None
+        (user,) = node.users
+        if user.op != "call_function" or user.target not in pattern.fused:
+            return None
+        if Q_ANNOTATION_KEY in user.meta or self.config_for(user)[0] != config:
+            return None
+        return user
+
+    @staticmethod
+    def _dynamic_conv_reason(node: Node) -> Optional[str]:
+        weight = node.args[1].meta.get("val") if isinstance(node.args[1], Node) else None
+        if weight is None:
+            return None
+        groups = node.args[8] if node.target == torch.ops.aten.convolution.default else (
+            node.args[6] if len(node.args) > 6 else 1)
+        if weight.dim() != 4 or (groups > 1 and groups == weight.shape[0]):
+            return "XNNPACK runs only standard (not depthwise) 2-D convs with dynamic quantization"
+        return None
+
+    # -- phase 2: shared ops ----------------------------------------------------------
+    def shared(self, node: Node, op: SharedOp) -> None:
+        if Q_ANNOTATION_KEY in node.meta:
+            self.decide(node, output_is_quantized(node), pattern=op.name,
+                        reason="annotated before this quantizer ran; left as it was")
+            return
+        config, why = self.config_for(node)
+        if config is None:
+            self.decide(node, False, pattern=op.name, reason=why)
+            return
+        inputs = list(node.args[0]) if op.list_input else [node.args[0]]
+        inputs = [i for i in inputs if isinstance(i, Node)]
+        if not inputs or not any(output_is_quantized(i) for i in inputs):
+            self.decide(node, False, pattern=op.name, config=config,
+                        reason="input is float, so this op keeps float too")
+            return
+        reason = op.check(node)
+        if reason is not None:
+            self.decide(node, False, pattern=op.name, config=config, reason=reason)
+            return
+        # The first quantized input leads; the others and the output join its group.
+        first = next(i for i in inputs if output_is_quantized(i))
+        input_map = {i: SharedQuantizationSpec(first) for i in inputs}
+        shared_out = SharedQuantizationSpec((first, node))
+        if op.tuple_output:
+            node.meta[Q_ANNOTATION_KEY] = QuantizationAnnotation(input_qspec_map=input_map, _annotated=True)
+            for user in node.users:
+                if user.target is operator.getitem and user.args[1] == 0:
+                    user.meta[Q_ANNOTATION_KEY] = QuantizationAnnotation(
+                        output_qspec=shared_out, _annotated=True)
+                    self.decide(user, True, pattern=op.name, role="shared qparams", config=config)
+        else:
+            node.meta[Q_ANNOTATION_KEY] = QuantizationAnnotation(
+                input_qspec_map=input_map, output_qspec=shared_out, _annotated=True)
+        self.decide(node, True, pattern=op.name, role="shared qparams", config=config)
+
+    # -- phase 3: everything else -----------------------------------------------------
+    def unmatched(self, node: Node) -> None:
+        if node.target in FLOAT_ONLY:
+            self.decide(node, False, reason=FLOAT_ONLY[node.target])
+        elif not _is_float_tensor(node) and not isinstance(node.meta.get("val"), (tuple, list)):
+            self.decide(node, False, reason="dtype not supported: not a float tensor op")
+        else:
+            self.decide(node, False, reason="no pattern: not an op XNNPACK runs in int8")
+
+
+def annotate_graph(
+    gm: GraphModule,
+    resolve: Resolver,
+    node_filter: Optional[Callable[[Node], bool]] = None,
+) -> AnnotationReport:
+    """Annotate ``gm`` in place from the pattern table; return what was decided for each node.
+
+    Args:
+        gm: the graph module handed to ``Quantizer.annotate`` by torchao's prepare.
+        resolve: maps a node to ``(config or None, description of its source)``,
+            implementing the quantizer's scoping precedence.
+        node_filter: nodes for which it returns False stay float.
+    """
+    annotator = _Annotator(resolve, node_filter)
+    nodes = [n for n in gm.graph.nodes if n.op == "call_function"]
+    for node in nodes:
+        pattern = find_pattern(node)
+        if pattern is not None and node not in annotator.decisions:
+            annotator.anchor(node, pattern)
+    for node in nodes:
+        op = find_shared(node)
+        if op is not None and node not in annotator.decisions:
+            annotator.shared(node, op)
+    for node in nodes:
+        if node not in annotator.decisions and node.target not in BOOKKEEPING:
+            annotator.unmatched(node)
+    ordered = [annotator.decisions[n] for n in nodes if n in annotator.decisions]
+    return AnnotationReport(decisions=ordered)

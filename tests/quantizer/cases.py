@@ -1,0 +1,163 @@
+"""The table of pattern cases: one small module per pattern, run on both IRs.
+
+``expect`` maps each IR to the pattern counts the annotation report must show
+(``AnnotationReport.pattern_counts()``); ``outside`` lists ops that are
+expected to stay outside the XNNPACK delegate, with the reason in ``why``.
+The guard test in ``test_patterns.py`` fails when a name in the pattern table
+has no case here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+@dataclass(frozen=True)
+class Case:
+    make: Callable[[], nn.Module]
+    shape: tuple
+    expect: dict  # ir -> {pattern name: count}
+    outside: dict = field(default_factory=dict)  # ir -> number of ops expected outside
+    why: str = ""
+
+
+class _Fn(nn.Module):
+    """A module around a function, with optional conv/linear children."""
+
+    def __init__(self, fn, **children):
+        super().__init__()
+        self.fn = fn
+        for name, child in children.items():
+            setattr(self, name, child)
+
+    def forward(self, x):
+        return self.fn(self, x)
+
+
+def _seeded(fn):
+    def make():
+        torch.manual_seed(0)
+        return fn().eval()
+    return make
+
+
+def _both(counts: dict) -> dict:
+    return {"training": counts, "core": counts}
+
+
+CASES: dict = {
+    "linear": Case(
+        _seeded(lambda: nn.Sequential(nn.Linear(16, 8), nn.ReLU())), (4, 16),
+        {"training": {"linear": 1}, "core": {"addmm": 1}},
+    ),
+    "linear_no_bias": Case(
+        _seeded(lambda: nn.Linear(16, 8, bias=False)), (4, 16),
+        {"training": {"linear": 1}, "core": {"mm": 1}},
+    ),
+    "linear_3d": Case(
+        _seeded(lambda: nn.Sequential(nn.Linear(16, 32), nn.Hardtanh(0, 6), nn.Linear(32, 8))),
+        (2, 5, 16),
+        {"training": {"linear": 2}, "core": {"addmm": 2}},
+    ),
+    "conv2d_relu": Case(
+        _seeded(lambda: nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU())), (1, 3, 8, 8),
+        _both({"conv": 1}),
+    ),
+    "conv_bn_relu6": Case(
+        _seeded(lambda: nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8), nn.ReLU6())),
+        (1, 3, 8, 8),
+        _both({"conv": 1}),
+    ),
+    "depthwise_conv": Case(
+        _seeded(lambda: nn.Sequential(nn.Conv2d(8, 8, 3, padding=1, groups=8), nn.ReLU())),
+        (1, 8, 8, 8),
+        _both({"conv": 1}),
+    ),
+    "grouped_conv": Case(
+        _seeded(lambda: nn.Conv2d(8, 16, 3, stride=2, groups=4)), (1, 8, 9, 9),
+        _both({"conv": 1}),
+    ),
+    "conv1d": Case(
+        _seeded(lambda: nn.Sequential(nn.Conv1d(4, 8, 3, padding=1), nn.ReLU())), (2, 4, 16),
+        _both({"conv": 1}),
+    ),
+    "conv_transpose2d": Case(
+        _seeded(lambda: nn.ConvTranspose2d(4, 8, 3, stride=2)), (1, 4, 6, 6),
+        _both({"conv_transpose": 1}),
+    ),
+    "conv_clamp": Case(
+        _seeded(lambda: _Fn(lambda m, x: torch.clamp(m.conv(x), 0.0, 4.0),
+                            conv=nn.Conv2d(3, 4, 3))),
+        (1, 3, 8, 8),
+        _both({"conv": 1}),
+    ),
+    "add_relu": Case(
+        _seeded(lambda: _Fn(lambda m, x: F.relu(m.a(x) + m.b(x)),
+                            a=nn.Conv2d(3, 4, 1), b=nn.Conv2d(3, 4, 1))),
+        (1, 3, 8, 8),
+        _both({"conv": 2, "add": 1}),
+    ),
+    "add_scalar": Case(
+        _seeded(lambda: _Fn(lambda m, x: m.conv(x) + 0.5, conv=nn.Conv2d(3, 4, 1))),
+        (1, 3, 8, 8),
+        _both({"conv": 1, "add": 1}),
+    ),
+    "sub": Case(
+        _seeded(lambda: _Fn(lambda m, x: m.a(x) - m.b(x), a=nn.Conv2d(3, 4, 1), b=nn.Conv2d(3, 4, 1))),
+        (1, 3, 8, 8),
+        _both({"conv": 2, "sub": 1}),
+    ),
+    "mul": Case(
+        _seeded(lambda: _Fn(lambda m, x: m.a(x) * m.b(x), a=nn.Conv2d(3, 4, 1), b=nn.Conv2d(3, 4, 1))),
+        (1, 3, 8, 8),
+        _both({"conv": 2, "mul": 1}),
+    ),
+    "max_pool": Case(
+        _seeded(lambda: nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2))),
+        (1, 3, 8, 8),
+        _both({"conv": 1, "max_pool": 1}),
+    ),
+    "max_pool_indices_used": Case(
+        _seeded(lambda: _Fn(lambda m, x: m.pool(m.conv(x)),
+                            conv=nn.Conv2d(3, 4, 3, padding=1),
+                            pool=nn.MaxPool2d(2, return_indices=True))),
+        (1, 3, 8, 8),
+        _both({"conv": 1, "max_pool": 1}),
+        outside={"training": 1, "core": 1},
+        why="the indices output is int64 and is read, so XNNPACK cannot take the op",
+    ),
+    "mean_classifier": Case(
+        _seeded(lambda: nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
+                                      nn.Flatten(), nn.Linear(8, 4))),
+        (1, 3, 8, 8),
+        {"training": {"conv": 1, "mean": 1, "view": 1, "linear": 1},
+         "core": {"conv": 1, "mean": 1, "view": 1, "addmm": 1}},
+    ),
+    "mean_dims": Case(
+        _seeded(lambda: _Fn(lambda m, x: m.fc(F.relu(m.conv(x)).mean((2, 3))),
+                            conv=nn.Conv2d(3, 8, 3), fc=nn.Linear(8, 4))),
+        (1, 3, 8, 8),
+        {"training": {"conv": 1, "mean": 1, "view": 1, "linear": 1},
+         "core": {"conv": 1, "mean": 1, "view": 1, "addmm": 1}},
+    ),
+    "data_movement": Case(
+        _seeded(lambda: _Fn(
+            lambda m, x: m.fc(torch.cat([m.conv(x)[:, :, 1:], m.conv(x)[:, :, :-1]], dim=1)
+                              .permute(0, 2, 3, 1).reshape(2, -1)),
+            conv=nn.Conv2d(3, 4, 1), fc=nn.Linear(8 * 3 * 4, 4))),
+        (2, 3, 4, 4),
+        {"training": {"conv": 2, "slice": 2, "cat": 1, "permute": 1, "view": 1, "linear": 1},
+         "core": {"conv": 2, "slice": 2, "cat": 1, "permute": 1, "view": 1, "clone": 1, "addmm": 1}},
+    ),
+    "standalone_relu_hardtanh": Case(
+        _seeded(lambda: _Fn(lambda m, x: F.hardtanh(F.relu(m.pool(m.conv(x))), 0.0, 1.0),
+                            conv=nn.Conv2d(3, 4, 3, padding=1), pool=nn.MaxPool2d(2))),
+        (1, 3, 8, 8),
+        _both({"conv": 1, "max_pool": 1, "relu": 1, "hardtanh": 1}),
+    ),
+}

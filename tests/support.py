@@ -1,0 +1,55 @@
+"""Helpers shared by the test folders: stock ExecuTorch lowering and delegate accounting.
+
+Issue #2's contract is that a converted graph from either IR lowers with
+ExecuTorch's own ``to_edge_transform_and_lower`` + ``XnnpackPartitioner`` with
+nothing left outside the delegate, so these helpers deliberately use the stock
+API rather than ``xnnquant.passes.lower_to_xnnpack``.
+"""
+
+from __future__ import annotations
+
+import operator
+
+import torch
+from torch.fx import GraphModule
+
+# Nodes that are plumbing around a delegate rather than computation left outside it.
+_PLUMBING = {operator.getitem}
+
+
+def lower_stock(converted: GraphModule, example_inputs: tuple):
+    """Lower with stock ExecuTorch; return (edge program manager, ops left outside the delegate)."""
+    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+    from executorch.exir import to_edge_transform_and_lower
+
+    ep = torch.export.export(converted, example_inputs)
+    edge = to_edge_transform_and_lower(ep, partitioner=[XnnpackPartitioner()])
+    return edge, ops_outside(edge.exported_program().graph_module)
+
+
+def ops_outside(gm: GraphModule) -> list:
+    """Names of the call_function targets that are not delegate calls or plumbing."""
+    out = []
+    for node in gm.graph.nodes:
+        if node.op != "call_function" or node.target in _PLUMBING:
+            continue
+        if node.target is torch.ops.higher_order.executorch_call_delegate:
+            continue
+        out.append(getattr(node.target, "__name__", str(node.target)))
+    return out
+
+
+def delegate_count(gm: GraphModule) -> int:
+    return sum(
+        1 for n in gm.graph.nodes
+        if n.op == "call_function" and n.target is torch.ops.higher_order.executorch_call_delegate
+    )
+
+
+def run_pte(edge, inputs: tuple) -> torch.Tensor:
+    """Serialize an edge program manager and run it through ``executorch.runtime``."""
+    from executorch.runtime import Runtime
+
+    buffer = edge.to_executorch().buffer
+    method = Runtime.get().load_program(buffer).load_method("forward")
+    return method.execute(list(inputs))[0]
