@@ -67,11 +67,10 @@ def _module_stack(node: Node) -> list:
     return out
 
 
-def _type_matches(mod_type, wanted) -> bool:
+def _type_matches(mod_type, wanted: type) -> bool:
+    # Exported graphs record the type as its dotted name; older ones as the class.
     if isinstance(mod_type, str):
-        name = f"{wanted.__module__}.{wanted.__qualname__}"
-        return mod_type == name or mod_type.endswith("." + wanted.__qualname__) and \
-            mod_type.split(".")[-1] == wanted.__qualname__ and name.endswith(mod_type)
+        return mod_type == f"{wanted.__module__}.{wanted.__qualname__}"
     return mod_type is wanted
 
 

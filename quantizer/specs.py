@@ -111,8 +111,8 @@ class QuantConfig:
     Attributes:
         input_activation: spec for activation inputs (``is_dynamic=True`` for
             dynamic quantization).
-        output_activation: spec for pattern outputs; ``None`` for dynamic and
-            weight-only configs, where outputs stay float.
+        output_activation: spec for pattern outputs; ``None`` for dynamic configs,
+            where outputs stay float.
         weight: spec for weights; ``ch_axis`` is set per pattern by the annotator
             (0 for conv/linear, 1 for transposed conv), so any value here is ignored.
         bias: ``None`` keeps the bias float, which is what the XNNPACK delegate
@@ -143,6 +143,12 @@ class QuantConfig:
                 "input and output activations must share one dtype; XNNPACK does not mix "
                 "int8 and uint8 activations in one graph."
             )
+        if self.input_activation is None and self.weight is not None:
+            raise ConfigError(
+                "weight-only int8 (input_activation=None) is not run by the XNNPACK delegate: "
+                "a float activation with an int8 weight stays outside it. Use "
+                "get_dynamic_config() to quantize activations at run time instead."
+            )
         if self.output_activation is not None and self.output_activation.is_dynamic:
             raise ConfigError("output_activation cannot be dynamic; set it to None.")
         if self.is_dynamic and self.output_activation is not None:
@@ -154,10 +160,6 @@ class QuantConfig:
     @property
     def is_dynamic(self) -> bool:
         return bool(self.input_activation is not None and self.input_activation.is_dynamic)
-
-    @property
-    def is_weight_only(self) -> bool:
-        return self.input_activation is None and self.weight is not None
 
     @property
     def act_dtype(self) -> Optional[torch.dtype]:
