@@ -251,7 +251,7 @@ def get_config(
     *,
     per_channel: bool = True,
     act_dtype: torch.dtype = torch.int8,
-    observer: Observer = "histogram",
+    observer: Observer = "minmax",
     is_qat: bool = False,
 ) -> QuantConfig:
     """Static int8 quantization: the recommended preset, and the default.
@@ -261,9 +261,11 @@ def get_config(
         act_dtype: ``torch.int8`` (default). ``torch.uint8`` is the seed's
             asymmetric qu8 scheme; the ExecuTorch XNNPACK delegate only runs qs8
             operators, so it raises :class:`ConfigError`.
-        observer: activation observer: ``"histogram"`` (default, searches the
-            clipping range that minimizes quantization error), ``"minmax"`` (fastest),
-            or ``"moving_average"``.
+        observer: activation observer: ``"minmax"`` (default: measured here at least
+            as accurate as ExecuTorch's histogram default on our model suite, and several
+            times faster to calibrate), ``"histogram"`` (searches the clipping range that
+            minimizes L2 error; slower, can help on long-tailed activations), or
+            ``"moving_average"``.
         is_qat: fake quantization for ``prepare_qat_pt2e`` (same as :func:`get_qat_config`).
 
     Raises:
