@@ -1,8 +1,10 @@
-"""Spell ``clamp`` as the activation XNNPACK fuses: ``relu`` or ``hardtanh``.
+"""Spell a clamp after a conv/linear as the activation XNNPACK fuses: ``relu`` or ``hardtanh``.
 
 XNNPACK fuses ``relu`` and ``hardtanh`` into a conv/linear as an output clamp,
-but not ``clamp``.  ``clamp(x, 0)`` is ``relu(x)`` and ``clamp(x, a, b)`` is
-``hardtanh(x, a, b)``: same values, a spelling the quantizer can fuse.
+but not ``clamp`` or ``relu6``.  ``clamp(x, 0)`` is ``relu(x)``, and
+``clamp(x, a, b)`` and ``relu6(x)`` are ``hardtanh(x, a, b)``: same values, a
+spelling the quantizer can fuse.  Clamps elsewhere keep their spelling, which
+XNNPACK runs in int8 as it is.
 """
 
 from __future__ import annotations
@@ -13,14 +15,29 @@ from torch.fx.passes.infra.pass_base import PassBase, PassResult
 
 aten = torch.ops.aten
 
+_FUSES_INTO = {
+    aten.conv1d.default, aten.conv2d.default, aten.conv1d.padding, aten.conv2d.padding,
+    aten.convolution.default, aten.conv_transpose1d.default, aten.conv_transpose2d.input,
+    aten.linear.default, aten.addmm.default, aten.mm.default, aten.view.default,
+}
+
 
 class RewriteClamp(PassBase):
-    """``clamp(x, 0, None)`` → ``relu(x)``; ``clamp(x, a, b)`` (both finite) → ``hardtanh(x, a, b)``."""
+    """After a conv/linear: ``clamp(x, 0, None)`` → ``relu``; ``clamp(x, a, b)``, ``relu6`` → ``hardtanh``."""
 
     def call(self, gm: GraphModule) -> PassResult:
         modified = False
         for node in gm.graph.nodes:
-            if node.op != "call_function" or node.target != aten.clamp.default or node.kwargs:
+            if node.op != "call_function" or node.kwargs:
+                continue
+            producer = node.args[0] if node.args else None
+            if getattr(producer, "target", None) not in _FUSES_INTO or len(producer.users) != 1:
+                continue
+            if node.target in (aten.relu6.default, aten.relu6_.default):
+                node.target, node.args = aten.hardtanh.default, (producer, 0.0, 6.0)
+                modified = True
+                continue
+            if node.target != aten.clamp.default:
                 continue
             lo = node.args[1] if len(node.args) > 1 else None
             hi = node.args[2] if len(node.args) > 2 else None

@@ -6,7 +6,7 @@ Public API::
 """
 
 from .patterns import PATTERNS, SHARED_OPS, Arg, Pattern, Role, SharedOp
-from .quantizer import ANNOTATION_PASSES, ValidationError, XnnpackQuantizer
+from .quantizer import ValidationError, XnnpackQuantizer
 from .report import AnnotationReport, NodeDecision
 from .specs import (
     MIN_SCALE,
@@ -23,6 +23,6 @@ __all__ = [
     "XnnpackQuantizer", "QuantConfig", "get_config", "get_dynamic_config", "get_qat_config",
     "as_config", "ConfigError", "ValidationError", "AnnotationReport", "NodeDecision",
     "PATTERNS", "SHARED_OPS", "Pattern", "SharedOp", "Arg", "Role", "MIN_SCALE",
-    "ANNOTATION_PASSES", "export_model", "calibrate", "quantize", "sqnr",
+    "export_model", "calibrate", "quantize", "sqnr",
     "CalibrationError", "ExportError",
 ]

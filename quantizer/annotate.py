@@ -100,12 +100,14 @@ def walk_back(value, ops: frozenset, anchor: Node) -> tuple:
     return value, chain
 
 
-def walk_forward(node: Node, ops: frozenset, anchor: Node) -> list:
-    """The single-user ``ops`` of the anchor's own source call that follow ``node``."""
+def walk_forward(node: Node, ops: frozenset, anchor: Node, *, any_source: bool = False) -> list:
+    """The single-user ``ops`` of the anchor's own source call (or any, if asked) after ``node``."""
     chain = []
     while len(node.users) == 1:
         (user,) = node.users
-        if user.op != "call_function" or user.target not in ops or not _same_source(user, anchor):
+        if user.op != "call_function" or user.target not in ops:
+            break
+        if not (any_source or _same_source(user, anchor)):
             break
         chain.append(user)
         node = user
@@ -188,7 +190,8 @@ class _Annotator:
             else:
                 input_map[value] = spec
 
-        tail_ops = walk_forward(node, pattern.output_through, node)
+        tail_ops = walk_forward(node, pattern.folds, node, any_source=True)
+        tail_ops += walk_forward(tail_ops[-1] if tail_ops else node, pattern.output_through, node)
         tail = tail_ops[-1] if tail_ops else node
         fused = self._fused_activation(tail, pattern, config)
         output = config.output_activation if pattern.quantize_output else None
@@ -213,7 +216,8 @@ class _Annotator:
         for op in tail_ops:
             op.meta[Q_ANNOTATION_KEY] = QuantizationAnnotation(
                 output_qspec=output if last is op else None, _annotated=True)
-            self.decide(op, True, pattern=pattern.name, role=f"output {op.target._opname}",
+            role = "folded" if op.target in pattern.folds else "output"
+            self.decide(op, True, pattern=pattern.name, role=f"{role} {op.target._opname}",
                         config=config)
         if fused is not None:
             fused.meta[Q_ANNOTATION_KEY] = QuantizationAnnotation(output_qspec=output, _annotated=True)
@@ -252,7 +256,10 @@ class _Annotator:
             return
         inputs = list(node.args[0]) if op.list_input else [node.args[0]]
         inputs = [i for i in inputs if isinstance(i, Node)]
-        if not inputs or not any(output_is_quantized(i) for i in inputs):
+        # Model inputs count as quantizable: moving int8 data is cheaper than fp32.
+        leaders = [i for i in inputs if output_is_quantized(i)
+                   or (i.op == "placeholder" and _is_float_tensor(i))]
+        if not leaders:
             self.decide(node, False, pattern=op.name, config=config,
                         reason="input is float, so this op keeps float too")
             return
@@ -260,10 +267,12 @@ class _Annotator:
         if reason is not None:
             self.decide(node, False, pattern=op.name, config=config, reason=reason)
             return
-        # The first quantized input leads; the others and the output join its group.
-        first = next(i for i in inputs if output_is_quantized(i))
-        input_map = {i: SharedQuantizationSpec(first) for i in inputs}
-        shared_out = SharedQuantizationSpec((first, node))
+        # One leader's qparams; the other inputs and the output join its group.
+        leader = leaders[0]
+        shared_out = SharedQuantizationSpec((leader, node))
+        input_map = {i: shared_out for i in inputs}
+        input_map[leader] = (SharedQuantizationSpec(leader) if output_is_quantized(leader)
+                             else config.input_activation)
         if op.tuple_output:
             node.meta[Q_ANNOTATION_KEY] = QuantizationAnnotation(input_qspec_map=input_map, _annotated=True)
             for user in node.users:

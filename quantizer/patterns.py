@@ -85,6 +85,8 @@ class Pattern:
         output_through: ops after the anchor that belong to it when they come from the
             same source call (the ``view`` that restores a 3-D linear output); the
             output observer goes after them.
+        folds: ops right after the anchor that torchao folds into it (a train-mode
+            batch norm under QAT); the output observer goes after them.
     """
 
     name: str
@@ -96,6 +98,7 @@ class Pattern:
     dynamic: bool = False
     quantize_output: bool = True
     output_through: frozenset = frozenset()
+    folds: frozenset = frozenset()
 
 
 @dataclass(frozen=True)
@@ -121,6 +124,9 @@ class SharedOp:
 
 TRANSPOSES = frozenset({aten.permute.default, aten.t.default, aten.transpose.int})
 VIEWS = frozenset({aten.view.default, aten.reshape.default, aten._unsafe_view.default})
+# What QAT graphs hold after a conv: torchao's prepare_qat_pt2e folds it into the conv.
+BATCH_NORMS = frozenset({aten.batch_norm.default, aten._native_batch_norm_legit.default,
+                         aten.cudnn_batch_norm.default})
 RELU = frozenset({aten.relu.default, aten.relu_.default})
 CLAMPS = RELU | frozenset({aten.hardtanh.default, aten.hardtanh_.default})
 
@@ -253,6 +259,7 @@ PATTERNS: tuple[Pattern, ...] = (
         applies=lambda node: not _is_transposed_convolution(node),
         check=_check_conv,
         dynamic=True,
+        folds=BATCH_NORMS,
     ),
     Pattern(
         name="conv_transpose",
@@ -304,7 +311,8 @@ SHARED_OPS: tuple[SharedOp, ...] = (
     SharedOp("mean", frozenset({aten.adaptive_avg_pool2d.default}), check=_check_adaptive_avg_pool),
     # Standalone clamps are exact in int8 when they keep their input's qparams.
     SharedOp("relu", RELU),
-    SharedOp("hardtanh", frozenset({aten.hardtanh.default, aten.hardtanh_.default})),
+    SharedOp("hardtanh", frozenset({aten.hardtanh.default, aten.hardtanh_.default,
+                                    aten.relu6.default, aten.clamp.default})),
 )
 
 #: Ops XNNPACK runs only in fp32: left float, with this reason in the report.

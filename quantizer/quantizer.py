@@ -31,11 +31,7 @@ from torchao.quantization.pt2e.quantizer import (
 )
 from torchao.quantization.pt2e.quantizer.quantizer import Q_ANNOTATION_KEY
 
-from xnnquant.passes.fold_conv_batch_norm import FoldConvBatchNorm
-from xnnquant.passes.lift_scalar_operands import LiftScalarOperands
-from xnnquant.passes.rewrite_clamp import RewriteClamp
-from xnnquant.passes.rewrite_max_pool_with_indices import RewriteMaxPoolWithIndices
-from xnnquant.passes.rewrite_mean_keepdim import RewriteMeanKeepdim
+from xnnquant.passes.pipeline import ANNOTATION_PASSES, run_pipeline
 
 from .annotate import annotate_graph, op_name
 from .patterns import find_pattern, find_shared
@@ -44,14 +40,6 @@ from .specs import MIN_SCALE, QuantConfig, as_config, get_config
 
 _UNSET = object()
 
-#: Graph rewrites that put the graph in the spelling the pattern table covers.
-ANNOTATION_PASSES = (
-    FoldConvBatchNorm,
-    RewriteMaxPoolWithIndices,
-    RewriteClamp,
-    RewriteMeanKeepdim,
-    LiftScalarOperands,
-)
 
 
 class ValidationError(ValueError):
@@ -178,9 +166,7 @@ class XnnpackQuantizer(Quantizer):
                 "only in the training IR. Pass torch.export.export(...).module() (without "
                 "run_decompositions()) to prepare_qat_pt2e."
             )
-        for pass_cls in ANNOTATION_PASSES:
-            pass_cls()(model)
-        return model
+        return run_pipeline(model, ANNOTATION_PASSES).graph_module
 
     def annotate(self, model: GraphModule) -> GraphModule:
         self.report = annotate_graph(model, self.config_for, self.filter_fn)

@@ -1,0 +1,1 @@
+"""Runnable examples (quickstart, benchmark) and the shared model zoo used by tests."""

@@ -1,0 +1,282 @@
+"""The delegation report: which edge-graph ops the XNNPACK delegate took, and why not the rest.
+
+:func:`xnnquant.passes.lower_to_xnnpack` fills one :class:`NodeStatus` per op
+node of the edge graph that the partitioner saw (``call_function`` nodes;
+``getitem`` plumbing excepted), plus the counts read from the lowered graph.
+The :class:`DelegationReport` is data (``to_dict()`` for JSON) and a table
+(``str(report)``).
+
+A node left outside carries one reason category (:data:`REASONS`) and a free
+text detail.  The categories are decided from the graph in this order, first
+match wins:
+
+1. ``unsupported op``: no XNNPACK partitioner config claims the target
+   (e.g. ``aten.cumsum``); the detail names the op.
+2. ``dtype``: a tensor input or output has a dtype XNNPACK does not compute in
+   (anything but float32/float16, or int8/uint8 behind q/dq), e.g. an int64 index.
+3. ``qparams mismatch``: a data-movement op (view, permute, slice, cat, ...)
+   whose dequantized input and quantized output use different qparams.
+4. ``float op between quantized ops``: some neighbours of the op are q/dq nodes
+   and some are not, so the op is neither a clean float op nor a clean
+   quantized one.
+5. ``partitioner``: the reason the partitioner logged through ExecuTorch's
+   ``WhyNoPartition`` (the detail), or "not claimed by any partition".
+
+A q/dq node left outside takes the category of the outside op it is attached
+to (the detail names that op), because it is outside only because of that op.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from typing import Iterable, Optional
+
+import torch
+from torch.fx import Node
+
+UNSUPPORTED_OP = "unsupported op"
+DTYPE = "dtype"
+QPARAMS_MISMATCH = "qparams mismatch"
+FLOAT_BETWEEN_QUANTIZED = "float op between quantized ops"
+PARTITIONER = "partitioner"
+REASONS = (UNSUPPORTED_OP, DTYPE, QPARAMS_MISMATCH, FLOAT_BETWEEN_QUANTIZED, PARTITIONER)
+
+_COMPUTE_DTYPES = {torch.float32, torch.float16}
+_QUANT_DTYPES = {torch.int8, torch.uint8, torch.int32}
+
+# The op names (without the dialect prefix) of data-movement ops: their output
+# must carry the qparams of their input for XNNPACK to run them on int8.
+_DATA_MOVEMENT = {
+    "view_copy", "view", "reshape", "permute_copy", "permute", "transpose", "t_copy",
+    "slice_copy", "slice", "cat", "squeeze_copy", "unsqueeze_copy", "expand_copy",
+    "clone", "_clone_dim_order", "max_pool2d", "constant_pad_nd", "flatten",
+}
+
+
+def op_name(target) -> str:
+    """``aten.addmm.default`` style name of a node target (edge or ATen)."""
+    inner = target
+    if not isinstance(inner, torch._ops.OpOverload):
+        inner = getattr(target, "_op", target)  # EdgeOpOverload wraps the ATen overload
+    if isinstance(inner, torch._ops.OpOverload):
+        namespace, name = inner._schema.name.split("::")
+        return f"{namespace}.{name}.{inner._overloadname}"
+    return getattr(target, "__name__", str(target))
+
+
+def _short(name: str) -> str:
+    """``aten.addmm.default`` → ``addmm``."""
+    parts = name.split(".")
+    return parts[1] if len(parts) >= 3 else parts[0]
+
+
+def is_quantize(node) -> bool:
+    return isinstance(node, Node) and node.op == "call_function" and \
+        _short(op_name(node.target)).startswith("quantize_per_")
+
+
+def is_dequantize(node) -> bool:
+    return isinstance(node, Node) and node.op == "call_function" and \
+        _short(op_name(node.target)).startswith("dequantize_per_")
+
+
+def is_plumbing(node: Node) -> bool:
+    """Nodes that move no data of their own: tuple getitem and the delegate call."""
+    return node.target is operator.getitem or \
+        node.target is torch.ops.higher_order.executorch_call_delegate
+
+
+@dataclass(frozen=True)
+class NodeStatus:
+    """One op node of the edge graph as the partitioner saw it.
+
+    Attributes:
+        node: the node's name in the edge graph.
+        op: its target, e.g. ``aten.addmm.default``.
+        kind: ``compute``, ``quantize`` or ``dequantize``.
+        delegated: whether a partition took it.
+        reason: one of :data:`REASONS` when not delegated, else None.
+        detail: the op name, the neighbour, or the partitioner's own words.
+    """
+
+    node: str
+    op: str
+    kind: str
+    delegated: bool
+    reason: Optional[str] = None
+    detail: str = ""
+
+
+@dataclass
+class DelegationReport:
+    """What ended up inside and outside the XNNPACK delegate.
+
+    Attributes:
+        nodes: one :class:`NodeStatus` per op node of the partitioned edge graph, in graph order.
+        num_delegates: ``executorch_call_delegate`` nodes in the lowered graph.
+        num_partitions: partitions the partitioner tagged (one lowered module each).
+        outside_ops: op names of the non-plumbing nodes left in the lowered graph.
+        pte_size: size of the serialized program in bytes (0 until serialized).
+        passes_changed: names of the pre-lowering passes that modified the graph.
+    """
+
+    nodes: list = field(default_factory=list)
+    num_delegates: int = 0
+    num_partitions: int = 0
+    outside_ops: list = field(default_factory=list)
+    pte_size: int = 0
+    passes_changed: tuple = ()
+
+    @property
+    def not_delegated(self) -> list:
+        """The :class:`NodeStatus` entries the delegate did not take."""
+        return [n for n in self.nodes if not n.delegated]
+
+    @property
+    def non_delegated_ops(self) -> list:
+        """Op names of the compute nodes left outside (q/dq excluded), in graph order."""
+        return [op for op in self.outside_ops if not _is_qdq_name(op)]
+
+    @property
+    def qdq_outside(self) -> int:
+        """Quantize/dequantize nodes left outside the delegate."""
+        return sum(1 for op in self.outside_ops if _is_qdq_name(op))
+
+    @property
+    def fully_delegated(self) -> bool:
+        """No compute op and no q/dq outside a delegate (inputs, outputs and getitem don't count)."""
+        return not self.outside_ops
+
+    def reason_counts(self) -> dict:
+        """``{reason: number of non-delegated nodes}``."""
+        return dict(Counter(n.reason for n in self.not_delegated))
+
+    def to_dict(self) -> dict:
+        return {
+            "nodes": [asdict(n) for n in self.nodes],
+            "num_delegates": self.num_delegates,
+            "num_partitions": self.num_partitions,
+            "outside_ops": list(self.outside_ops),
+            "non_delegated_ops": self.non_delegated_ops,
+            "qdq_outside": self.qdq_outside,
+            "fully_delegated": self.fully_delegated,
+            "pte_size": self.pte_size,
+            "passes_changed": list(self.passes_changed),
+        }
+
+    def format(self, *, delegated: bool = True) -> str:
+        """The report as a text table; ``delegated=False`` lists only the nodes left outside."""
+        rows = [n for n in self.nodes if delegated or not n.delegated]
+        header = ("node", "op", "delegated", "reason")
+        body = [
+            (n.node, n.op, "yes" if n.delegated else "no",
+             "" if n.delegated else f"{n.reason}: {n.detail}" if n.detail else n.reason)
+            for n in rows
+        ]
+        widths = [max(len(r[i]) for r in [header, *body]) for i in range(len(header))]
+        lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in [header, *body]]
+        lines.append(
+            f"delegates: {self.num_delegates}  partitions: {self.num_partitions}  "
+            f"q/dq outside: {self.qdq_outside}  ops outside: {self.non_delegated_ops or 'none'}  "
+            f"pte: {self.pte_size} bytes"
+        )
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.format()
+
+
+def _is_qdq_name(op: str) -> bool:
+    return _short(op).startswith(("quantize_per_", "dequantize_per_"))
+
+
+def _qparams(node: Node) -> tuple:
+    """(scale, zero_point, quant_min, quant_max, dtype) of a per-tensor q/dq node."""
+    return tuple(node.args[1:6])
+
+
+def _dequantized(node: Node) -> bool:
+    """A dequantize, or data movement of one (a weight's ``dq → permute`` counts as quantized)."""
+    while isinstance(node, Node) and not is_dequantize(node):
+        if node.op != "call_function" or _short(op_name(node.target)) not in _DATA_MOVEMENT:
+            return False
+        node = node.args[0] if node.args else None
+    return isinstance(node, Node)
+
+
+def _tensor_dtypes(node: Node) -> list:
+    val = node.meta.get("val")
+    vals = val if isinstance(val, (tuple, list)) else [val]
+    return [v.dtype for v in vals if isinstance(v, torch.Tensor)]
+
+
+def _kind(node: Node) -> str:
+    if is_quantize(node):
+        return "quantize"
+    if is_dequantize(node):
+        return "dequantize"
+    return "compute"
+
+
+def classify(node: Node, supported: set, why: dict) -> tuple:
+    """(reason, detail) for a compute node the partitioner left outside.
+
+    Args:
+        node: an edge-graph ``call_function`` node that is not q/dq.
+        supported: target names (``addmm.default`` form) some partitioner config claims.
+        why: node name → reasons the partitioner logged.
+    """
+    name = op_name(node.target)
+    short_target = ".".join(name.split(".")[-2:])
+    if short_target not in supported:
+        return UNSUPPORTED_OP, name
+    tensor_inputs = [a for a in node.all_input_nodes if _tensor_dtypes(a)]
+    for arg in [node, *tensor_inputs]:
+        bad = [d for d in _tensor_dtypes(arg) if d not in _COMPUTE_DTYPES]
+        if bad and not (is_dequantize(arg) or is_quantize(arg)):
+            where = "output" if arg is node else f"input {arg.name}"
+            return DTYPE, f"{where} is {bad[0]}"
+    producers = [a for a in tensor_inputs if a.op not in ("get_attr", "placeholder")]
+    dq_in = [a for a in producers if _dequantized(a)]
+    q_out = [u for u in node.users if is_quantize(u)]
+    direct_dq = [a for a in producers if is_dequantize(a)]
+    if _short(name) in _DATA_MOVEMENT and direct_dq and q_out:
+        if any(_qparams(d) != _qparams(q) for d in direct_dq for q in q_out
+               if len(d.args) >= 6 and len(q.args) >= 6):
+            return QPARAMS_MISMATCH, (f"input scale/zero point {_qparams(direct_dq[0])[:2]} "
+                                      f"vs output {_qparams(q_out[0])[:2]}")
+    if (dq_in or q_out) and (len(dq_in) != len(producers) or len(q_out) != len(node.users)):
+        return FLOAT_BETWEEN_QUANTIZED, "some inputs/outputs are quantized and some float"
+    reasons = why.get(node.name)
+    return PARTITIONER, "; ".join(reasons) if reasons else "not claimed by any partition"
+
+
+def node_statuses(nodes: Iterable[Node], supported: set, why: dict) -> list:
+    """:class:`NodeStatus` for every op node of a tagged (partitioned) edge graph."""
+    ops = [n for n in nodes if n.op == "call_function" and not is_plumbing(n)]
+    outside = {n for n in ops if "delegation_tag" not in n.meta}
+    statuses = {}
+    for node in ops:
+        if node in outside and _kind(node) == "compute":
+            reason, detail = classify(node, supported, why)
+            statuses[node] = NodeStatus(node.name, op_name(node.target), "compute", False, reason, detail)
+    for node in ops:
+        if node in statuses:
+            continue
+        kind = _kind(node)
+        if node not in outside:
+            statuses[node] = NodeStatus(node.name, op_name(node.target), kind, True)
+            continue
+        neighbours = [*node.all_input_nodes, *node.users]
+        anchor = next((m for m in neighbours if m in statuses and not statuses[m].delegated
+                       and statuses[m].kind == "compute"), None)
+        if anchor is not None:
+            reason, detail = statuses[anchor].reason, f"next to {anchor.name} ({statuses[anchor].op})"
+        else:
+            reasons = why.get(node.name)
+            reason = PARTITIONER
+            detail = "; ".join(reasons) if reasons else "left at a partition boundary"
+        statuses[node] = NodeStatus(node.name, op_name(node.target), kind, False, reason, detail)
+    return [statuses[n] for n in ops]
