@@ -279,7 +279,7 @@ class _Annotator:
                 if user.target is operator.getitem and user.args[1] == 0:
                     user.meta[Q_ANNOTATION_KEY] = QuantizationAnnotation(
                         output_qspec=shared_out, _annotated=True)
-                    self.decide(user, True, pattern=op.name, role="shared qparams", config=config)
+                    self.decide(user, True, pattern=op.name, role="shared output", config=config)
         else:
             node.meta[Q_ANNOTATION_KEY] = QuantizationAnnotation(
                 input_qspec_map=input_map, output_qspec=shared_out, _annotated=True)

@@ -47,6 +47,11 @@ class ConfigError(ValueError):
 
 
 _PER_TENSOR = (torch.per_tensor_affine, torch.per_tensor_symmetric)
+_UINT8_MESSAGE = (
+    "uint8 activations are not supported: ExecuTorch's XNNPACK delegate (1.5.1) only "
+    "lowers signed int8 (qs8) quantized operators, so a uint8 graph would stay outside "
+    "the delegate. Use act_dtype=torch.int8 (asymmetric int8 covers the same range)."
+)
 _PER_CHANNEL = (torch.per_channel_symmetric, torch.per_channel_affine)
 
 
@@ -62,10 +67,12 @@ def _ctr_eps(spec: QuantizationSpec) -> Optional[float]:
 def _check_activation(role: str, spec: Optional[QuantizationSpec]) -> None:
     if spec is None:
         return
-    if spec.dtype not in (torch.int8, torch.uint8):
+    if spec.dtype == torch.uint8:
+        raise ConfigError(_UINT8_MESSAGE)
+    if spec.dtype != torch.int8:
         raise ConfigError(
             f"{role}: dtype {spec.dtype} is not supported; XNNPACK runs int8 (qs8) activations. "
-            "Use get_config() or get_config(act_dtype=torch.uint8)."
+            "Use get_config()."
         )
     if spec.qscheme not in _PER_TENSOR:
         raise ConfigError(
@@ -272,11 +279,7 @@ def get_config(
         ConfigError: an option XNNPACK cannot run.
     """
     if act_dtype == torch.uint8:
-        raise ConfigError(
-            "uint8 activations are not supported: ExecuTorch's XNNPACK delegate (1.5.1) only "
-            "lowers signed int8 (qs8) quantized operators, so a uint8 graph would stay outside "
-            "the delegate. Use act_dtype=torch.int8 (asymmetric int8 covers the same range)."
-        )
+        raise ConfigError(_UINT8_MESSAGE)
     act = _act_spec(act_dtype, observer, is_qat)
     return QuantConfig(
         input_activation=act,

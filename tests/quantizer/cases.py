@@ -161,3 +161,26 @@ CASES: dict = {
         _both({"conv": 1, "max_pool": 1, "relu": 1, "hardtanh": 1}),
     ),
 }
+
+
+_CACHE: dict = {}
+
+
+def quantize_case(name: str, ir: str, *, fresh: bool = False):
+    """(quantizer, converted graph module, example inputs, model) for one case, cached per run."""
+    from xnnquant.quantizer import XnnpackQuantizer, get_config, quantize
+
+    key = (name, ir)
+    if fresh or key not in _CACHE:
+        case = CASES[name]
+        torch.manual_seed(1)
+        model = case.make()
+        x = (torch.randn(*case.shape),)
+        calibration = [(torch.randn(*case.shape),) for _ in range(4)] + [x]
+        # minmax keeps the table fast; the default config is covered by the model tests.
+        quantizer = XnnpackQuantizer(get_config(observer="minmax"))
+        converted = quantize(model, x, calibration, quantizer, ir=ir)
+        if fresh:
+            return quantizer, converted, x, model
+        _CACHE[key] = (quantizer, converted, x, model)
+    return _CACHE[key]
