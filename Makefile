@@ -1,6 +1,6 @@
 # Two entry points for a fresh machine: `make demo` (the main job) and `make test`.
-# Both create the virtualenv on first use; plain pip + venv so that torch comes
-# from the CPU wheel pinned in pyproject.toml.
+# Both create the virtualenv on first use. Plain pip + venv: here pip resolves the
+# pinned torch==2.13.0 to the CPU wheel on disk, where uv or poetry would fetch CUDA.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python

@@ -90,6 +90,11 @@ CASES: dict = {
         _seeded(lambda: nn.ConvTranspose2d(4, 8, 3, stride=2)), (1, 4, 6, 6),
         _both({"conv_transpose": 1}),
     ),
+    "conv_relu6_functional": Case(
+        _seeded(lambda: _Fn(lambda m, x: F.relu6(m.conv(x)), conv=nn.Conv2d(3, 4, 3))),
+        (1, 3, 8, 8),
+        _both({"conv": 1}),
+    ),
     "conv_clamp": Case(
         _seeded(lambda: _Fn(lambda m, x: torch.clamp(m.conv(x), 0.0, 4.0),
                             conv=nn.Conv2d(3, 4, 3))),

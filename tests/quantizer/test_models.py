@@ -17,7 +17,7 @@ from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
 )
 
 from examples.models import TINY_MODELS, build, example_inputs
-from tests.support import lower_stock, run_pte
+from tests.support import delegate_count, lower_stock, run_pte
 from xnnquant.quantizer import XnnpackQuantizer, quantize, sqnr
 from xnnquant.quantizer.workflow import IRS
 
@@ -42,7 +42,8 @@ def _run(name: str, ir: str, contender: str = "xnnquant"):
     converted = quantize(model, x, calibration, quantizer, ir=ir)
     edge, outside = lower_stock(converted, x)
     out = run_pte(edge, x) if not outside else converted(*x)
-    return quantizer, converted, outside, sqnr(model(*x), out)
+    delegates = delegate_count(edge.exported_program().graph_module)
+    return quantizer, delegates, outside, sqnr(model(*x), out)
 
 
 def _counted(quantizer) -> tuple:
@@ -54,10 +55,10 @@ def _counted(quantizer) -> tuple:
 @pytest.mark.parametrize("ir", IRS)
 @pytest.mark.parametrize("name", sorted(TINY_MODELS))
 def test_every_op_quantized_and_delegated(name, ir):
-    quantizer, _, outside, db = _run(name, ir)
+    quantizer, delegates, outside, db = _run(name, ir)
     quantized, total = _counted(quantizer)
     assert total > 0 and quantized == total, str(quantizer.report)
-    assert outside == []
+    assert outside == [] and delegates == 1
     assert db > 25.0
 
 
