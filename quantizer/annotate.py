@@ -37,6 +37,7 @@ from torchao.quantization.pt2e.quantizer.quantizer import Q_ANNOTATION_KEY
 
 from .patterns import (
     BOOKKEEPING,
+    BOUNDED,
     FLOAT_ONLY,
     TRANSPOSES,
     Pattern,
@@ -195,6 +196,9 @@ class _Annotator:
         tail = tail_ops[-1] if tail_ops else node
         fused = self._fused_activation(tail, pattern, config)
         output = config.output_activation if pattern.quantize_output else None
+        if (output is not None and fused is not None and fused.target in BOUNDED
+                and config.clamped_output_activation is not None):
+            output = config.clamped_output_activation
         last = fused if fused is not None else tail
         node.meta[Q_ANNOTATION_KEY] = QuantizationAnnotation(
             input_qspec_map=input_map,

@@ -128,7 +128,8 @@ VIEWS = frozenset({aten.view.default, aten.reshape.default, aten._unsafe_view.de
 BATCH_NORMS = frozenset({aten.batch_norm.default, aten._native_batch_norm_legit.default,
                          aten.cudnn_batch_norm.default})
 RELU = frozenset({aten.relu.default, aten.relu_.default})
-CLAMPS = RELU | frozenset({aten.hardtanh.default, aten.hardtanh_.default})
+BOUNDED = frozenset({aten.hardtanh.default, aten.hardtanh_.default})
+CLAMPS = RELU | BOUNDED
 
 
 def _shape(node) -> Optional[torch.Size]:

@@ -20,6 +20,8 @@ import pytest
 import torch
 from torch import nn
 
+from tests.support import graph_signature
+
 from xnnquant.kernels import ANCHORS
 from xnnquant.passes.lower_to_reference import (
     DEQUANTIZE,
@@ -254,48 +256,26 @@ def test_pattern_that_cannot_be_lowered_is_reported_with_its_reason(name):
     assert _kernels(out) == Counter()
 
 
-def _format(gm) -> str:
-    """One line per call_function node, floats to 4 significant digits, nodes by name."""
-
-    def fmt(a):
-        if isinstance(a, torch.fx.Node):
-            return a.name
-        if isinstance(a, float):
-            return f"{a:.4g}"
-        if isinstance(a, (list, tuple)):
-            return "[" + ", ".join(fmt(v) for v in a) + "]"
-        return str(a)
-
-    lines = []
-    for n in gm.graph.nodes:
-        if n.op == "call_function":
-            target = getattr(n.target, "__name__", str(n.target))
-            ns = getattr(n.target, "namespace", "")
-            args = ", ".join(fmt(a) for a in n.args)
-            lines.append(f"{n.name} = {ns + '.' if ns else ''}{target}({args})")
-    return "\n".join(lines)
-
-
 class TestLoweredGraphs(expecttest.TestCase):
     def test_hand_built_maxpool_with_shared_qparams(self):
         gm = _hand_built(torch.ops.aten.max_pool2d.default, ([2, 2],), out_scale=0.1)
-        self.assertExpectedInline(_format(lower_to_reference(gm)), """\
-quantize_per_tensor_default = quantized_decomposed.quantize_per_tensor.default(x, 0.1, 0, -128, 127, torch.int8)
-quantized_max_pool2d_default = xnnquant.quantized_max_pool2d.default(quantize_per_tensor_default, [2, 2], [], [0, 0], [1, 1], False, -128, 127)
-dequantize_per_tensor_default_1 = quantized_decomposed.dequantize_per_tensor.default(quantized_max_pool2d_default, 0.1, 0, -128, 127, torch.int8)""")
+        self.assertExpectedInline(graph_signature(lower_to_reference(gm)), """\
+quantize_per_tensor_default = quantized_decomposed.quantize_per_tensor(x, 0.1, 0, -128, 127, int8)
+quantized_max_pool2d_default = xnnquant.quantized_max_pool2d(quantize_per_tensor_default, [2, 2], [], [0, 0], [1, 1], False, -128, 127)
+dequantize_per_tensor_default_1 = quantized_decomposed.dequantize_per_tensor(quantized_max_pool2d_default, 0.1, 0, -128, 127, int8)""")
 
     def test_core_ir_linear_3d(self):
         # view → addmm(bias, ·, permute(dq_per_channel(w))) → view becomes one kernel on int8.
-        self.assertExpectedInline(_format(lowered("linear_3d", "core")), """\
-quantize_per_tensor_default = quantized_decomposed.quantize_per_tensor.default(input_1, 0.02644, -2, -128, 127, torch.int8)
-view_default = aten.view.default(quantize_per_tensor_default, [10, 8])
-quantized_linear_default = xnnquant.quantized_linear.default(view_default, 0.02644, -2, quantize_per_channel_default, _scale_0, bias, 0.0117, -7, -128, 127)
-view_default_1 = aten.view.default(quantized_linear_default, [2, 5, 6])
-dequantize_per_tensor_default_1 = quantized_decomposed.dequantize_per_tensor.default(view_default_1, 0.0117, -7, -128, 127, torch.int8)""")
+        self.assertExpectedInline(graph_signature(lowered("linear_3d", "core")), """\
+quantize_per_tensor_default = quantized_decomposed.quantize_per_tensor(input_1, 0.02644, -2, -128, 127, int8)
+view_default = aten.view(quantize_per_tensor_default, [10, 8])
+quantized_linear_default = xnnquant.quantized_linear(view_default, 0.02644, -2, quantize_per_channel_default, _scale_0, bias, 0.0117, -7, -128, 127)
+view_default_1 = aten.view(quantized_linear_default, [2, 5, 6])
+dequantize_per_tensor_default_1 = quantized_decomposed.dequantize_per_tensor(view_default_1, 0.0117, -7, -128, 127, int8)""")
 
     def test_training_ir_conv_relu_maxpool(self):
-        self.assertExpectedInline(_format(lowered("conv_relu_maxpool", "training")), """\
-quantize_per_tensor_default = quantized_decomposed.quantize_per_tensor.default(input_1, 0.02644, -2, -128, 127, torch.int8)
-quantized_conv_default = xnnquant.quantized_conv.default(quantize_per_tensor_default, 0.02644, -2, quantize_per_channel_default, _scale_0, _0_bias, [1, 1], [0, 0], [1, 1], 1, 0.00771, -128, -128, 127)
-quantized_max_pool2d_default = xnnquant.quantized_max_pool2d.default(quantized_conv_default, [2, 2], [2, 2], [0, 0], [1, 1], False, -128, 127)
-dequantize_per_tensor_default_2 = quantized_decomposed.dequantize_per_tensor.default(quantized_max_pool2d_default, 0.00771, -128, -128, 127, torch.int8)""")
+        self.assertExpectedInline(graph_signature(lowered("conv_relu_maxpool", "training")), """\
+quantize_per_tensor_default = quantized_decomposed.quantize_per_tensor(input_1, 0.02644, -2, -128, 127, int8)
+quantized_conv_default = xnnquant.quantized_conv(quantize_per_tensor_default, 0.02644, -2, quantize_per_channel_default, _scale_0, _0_bias, [1, 1], [0, 0], [1, 1], 1, 0.00771, -128, -128, 127)
+quantized_max_pool2d_default = xnnquant.quantized_max_pool2d(quantized_conv_default, [2, 2], [2, 2], [0, 0], [1, 1], False, -128, 127)
+dequantize_per_tensor_default_2 = quantized_decomposed.dequantize_per_tensor(quantized_max_pool2d_default, 0.00771, -128, -128, 127, int8)""")
