@@ -129,6 +129,17 @@ class _Annotator:
             reason=reason, config=config.name if config is not None else None,
         )
 
+    def prelude(self, node: Node, pattern_name: str) -> Optional[QuantConfig]:
+        """The node's config, or None after recording why it is not annotated here."""
+        if Q_ANNOTATION_KEY in node.meta:
+            self.decide(node, output_is_quantized(node), pattern=pattern_name,
+                        reason="annotated before this quantizer ran; left as it was")
+            return None
+        config, why = self.config_for(node)
+        if config is None:
+            self.decide(node, False, pattern=pattern_name, reason=why)
+        return config
+
     def config_for(self, node: Node) -> tuple:
         """(config, reason it is None)."""
         if self.node_filter is not None and not self.node_filter(node):
@@ -140,13 +151,8 @@ class _Annotator:
 
     # -- phase 1: anchors -------------------------------------------------------------
     def anchor(self, node: Node, pattern: Pattern) -> None:
-        if Q_ANNOTATION_KEY in node.meta:
-            self.decide(node, output_is_quantized(node), pattern=pattern.name,
-                        reason="annotated before this quantizer ran; left as it was")
-            return
-        config, why = self.config_for(node)
+        config = self.prelude(node, pattern.name)
         if config is None:
-            self.decide(node, False, pattern=pattern.name, reason=why)
             return
         if config.is_dynamic and not pattern.dynamic:
             self.decide(node, False, pattern=pattern.name, config=config,
@@ -157,8 +163,8 @@ class _Annotator:
                         reason="dtype not supported: output is not a float tensor")
             return
         reason = pattern.check(node)
-        if reason is None and config.is_dynamic and pattern.name == "conv":
-            reason = self._dynamic_conv_reason(node)
+        if reason is None and config.is_dynamic:
+            reason = pattern.dynamic_check(node)
         if reason is not None:
             self.decide(node, False, pattern=pattern.name, config=config, reason=reason)
             return
@@ -237,26 +243,10 @@ class _Annotator:
             return None
         return user
 
-    @staticmethod
-    def _dynamic_conv_reason(node: Node) -> Optional[str]:
-        weight = node.args[1].meta.get("val") if isinstance(node.args[1], Node) else None
-        if weight is None:
-            return None
-        groups = node.args[8] if node.target == torch.ops.aten.convolution.default else (
-            node.args[6] if len(node.args) > 6 else 1)
-        if weight.dim() != 4 or (groups > 1 and groups == weight.shape[0]):
-            return "XNNPACK runs only standard (not depthwise) 2-D convs with dynamic quantization"
-        return None
-
     # -- phase 2: shared ops ----------------------------------------------------------
     def shared(self, node: Node, op: SharedOp) -> None:
-        if Q_ANNOTATION_KEY in node.meta:
-            self.decide(node, output_is_quantized(node), pattern=op.name,
-                        reason="annotated before this quantizer ran; left as it was")
-            return
-        config, why = self.config_for(node)
+        config = self.prelude(node, op.name)
         if config is None:
-            self.decide(node, False, pattern=op.name, reason=why)
             return
         inputs = list(node.args[0]) if op.list_input else [node.args[0]]
         inputs = [i for i in inputs if isinstance(i, Node)]

@@ -81,6 +81,7 @@ class Pattern:
         applies: distinguishes entries sharing a target (e.g. transposed convolution).
         check: returns why XNNPACK cannot run this node in int8, or ``None``.
         dynamic: quantized under a dynamic config too (XNNPACK's dynamic kernels).
+        dynamic_check: like ``check``, for dynamic configs only.
         quantize_output: whether the anchor's (or fused activation's) output is observed.
         output_through: ops after the anchor that belong to it when they come from the
             same source call (the ``view`` that restores a 3-D linear output); the
@@ -96,6 +97,7 @@ class Pattern:
     applies: Callable[[Node], bool] = field(default=lambda node: True)
     check: Callable[[Node], Optional[str]] = _ok
     dynamic: bool = False
+    dynamic_check: Callable[[Node], Optional[str]] = _ok
     quantize_output: bool = True
     output_through: frozenset = frozenset()
     folds: frozenset = frozenset()
@@ -153,6 +155,16 @@ def _check_conv(node: Node) -> Optional[str]:
     weight_shape = _shape(node.args[1])
     if weight_shape is not None and len(weight_shape) > 4:
         return "XNNPACK runs only 1-D and 2-D convolutions"
+    return None
+
+
+def _check_dynamic_conv(node: Node) -> Optional[str]:
+    weight_shape = _shape(node.args[1])
+    if weight_shape is None:
+        return None
+    groups = _conv_groups(node)
+    if len(weight_shape) != 4 or (groups > 1 and groups == weight_shape[0]):
+        return "XNNPACK runs only standard (not depthwise) 2-D convs with dynamic quantization"
     return None
 
 
@@ -260,6 +272,7 @@ PATTERNS: tuple[Pattern, ...] = (
         applies=lambda node: not _is_transposed_convolution(node),
         check=_check_conv,
         dynamic=True,
+        dynamic_check=_check_dynamic_conv,
         folds=BATCH_NORMS,
     ),
     Pattern(

@@ -192,3 +192,11 @@ def test_unsupported_op_stays_float_with_reason():
     (sigmoid,) = [d for d in quantizer.report.left_float]
     assert "sigmoid" in sigmoid.op and "fp32 only" in sigmoid.reason
     assert "1 left in float" in str(quantizer.report)
+
+
+def test_dynamic_depthwise_conv_stays_float_with_reason():
+    model = nn.Sequential(nn.Conv2d(4, 4, 3, groups=4)).eval()
+    quantizer = XnnpackQuantizer(get_dynamic_config())
+    quantize(model, (torch.randn(1, 4, 6, 6),), None, quantizer)
+    (conv,) = quantizer.report.left_float
+    assert "depthwise" in conv.reason
