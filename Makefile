@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.xnnquant-installed
 
-.PHONY: demo test bench venv clean
+.PHONY: demo test test-fast bench venv clean
 
 venv: $(STAMP)
 
@@ -22,8 +22,20 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q tests
 
+# For development: everything but the tests marked slow (training, benchmark, many lowerings).
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m "not slow" tests
+
 bench: $(STAMP)
 	$(PY) examples/benchmark.py
+
+# The ARM test (tests/arm): `make test` runs it once these tools are there and skips it otherwise.
+.PHONY: arm-tools test-arm
+arm-tools: $(STAMP)
+	PY=$(PY) bash tests/arm/setup.sh
+
+test-arm: arm-tools
+	$(PY) -m pytest -q tests/arm
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -54,46 +54,39 @@ from examples.models import MODELS, TINY_MODELS, example_inputs  # noqa: E402
 silence_library_noise()
 
 from xnnquant.passes.report import is_dequantize, is_quantize  # noqa: E402
-
-aten = torch.ops.aten
-
-#: Ops whose int8-ness decides speed; data movement (view, flatten, ...) is not counted.
-COMPUTE_OPS = (
-    aten.conv2d.default,
-    aten.convolution.default,
-    aten.linear.default,
-    aten.addmm.default,
-    aten.mm.default,
-    aten.max_pool2d.default,
-    aten.max_pool2d_with_indices.default,
-    aten.avg_pool2d.default,
-    aten.adaptive_avg_pool2d.default,
-    aten._adaptive_avg_pool2d.default,
-    aten.mean.dim,
-    aten.add.Tensor,
-    aten.add_.Tensor,
+from xnnquant.quantizer.graph import TRANSPOSES, schema_args  # noqa: E402
+from xnnquant.quantizer.patterns import (  # noqa: E402
+    ACTIVATION_BOUNDS,
+    RECORDS,
+    SHARED_TARGETS,
+    Role,
+    record_for,
+    targets_of,
 )
 
-# Argument position of the bias, which both quantizers may leave in float.
-_BIAS_ARG = {
-    aten.conv2d.default: 2,
-    aten.convolution.default: 2,
-    aten.linear.default: 2,
-    aten.addmm.default: 0,
-}
+def _compute_records():
+    """Records whose int8-ness decides speed: all but data movement and standalone clamps."""
+    return [r for r in RECORDS if not (r.reference is not None and r.reference.kernel is None)
+            and not any(sp.bounds is not None for sp in r.spellings)]
+
+
+#: Ops whose int8-ness decides speed (from the op table); data movement is not counted.
+COMPUTE_OPS = targets_of(_compute_records())
 
 # Ops a q/dq pair may be separated from its compute op by without changing what runs in int8:
 # layout ops on the way in (core IR puts permute between a weight's dq and addmm, view around
 # 3-D linears) and fused activations / getitem on the way out.
-_LAYOUT_OPS = {
-    aten.view.default, aten._unsafe_view.default, aten.reshape.default, aten.permute.default,
-    aten.t.default, aten.transpose.int, aten.squeeze.dim, aten.squeeze.dims, aten.unsqueeze.default,
-    aten.flatten.using_ints, aten.expand.default, aten.clone.default,
-}
-_OUTPUT_FUSIBLE = _LAYOUT_OPS | {
-    aten.relu.default, aten.relu_.default, aten.hardtanh.default, aten.hardtanh_.default,
-    aten.clamp.default, aten.clamp_.default,
-}
+_LAYOUT_OPS = SHARED_TARGETS - frozenset(ACTIVATION_BOUNDS) | TRANSPOSES
+_OUTPUT_FUSIBLE = _LAYOUT_OPS | frozenset(ACTIVATION_BOUNDS)
+
+
+def _bias(node):
+    """The node's bias argument (which both quantizers may leave in float), if its record has one."""
+    rec = record_for(node)
+    if rec is None:
+        return None
+    values = schema_args(node)
+    return next((values.get(a.name) for a in rec.args_of(node.target) if a.role is Role.BIAS), None)
 
 
 @dataclass(frozen=True)
@@ -196,8 +189,8 @@ def quantized_op_count(gm: torch.fx.GraphModule) -> tuple[int, int]:
     for node in gm.graph.nodes:
         if node.op != "call_function" or node.target not in COMPUTE_OPS:
             continue
-        bias = _BIAS_ARG.get(node.target)
-        inputs = [a for i, a in enumerate(node.args) if isinstance(a, torch.fx.Node) and i != bias]
+        bias = _bias(node)
+        inputs = [a for a in node.all_input_nodes if a is not bias]
         if inputs and all(_reaches_dq(a) for a in inputs) and _feeds_q_only(node):
             quantized += 1
     return quantized, count_ops(gm, COMPUTE_OPS)

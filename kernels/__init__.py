@@ -1,8 +1,10 @@
 """Reference integer kernels for xnnquant: the golden model of XNNPACK's int8 operators.
 
 Importing this package registers the kernels as ``torch.ops.xnnquant.*``
-(``ops``), exposes the shared arithmetic (``arith``) and the table pairing each
-kernel with the q/dq pattern it implements (``registry``).
+(``ops``) and exposes the shared arithmetic (``arith``).  Which q/dq pattern
+each kernel implements is a field of that op's record in the one op table,
+``xnnquant.quantizer.patterns`` (``OpRecord.reference``); the reference
+lowering, ``xnnquant.passes.lower_to_reference``, reads it from there.
 """
 
 from xnnquant.kernels.arith import activation_bounds, add_fixed_point_params
@@ -18,37 +20,11 @@ from xnnquant.kernels.ops import (
     quantized_sub,
     registered_kernels,
 )
-from xnnquant.kernels.registry import (
-    ANCHORS,
-    FUSED_ACTIVATIONS,
-    PATTERNS,
-    SHARED_QPARAMS_OPS,
-    Anchor,
-    FusedActivation,
-    MissingReferenceError,
-    ReferencePattern,
-    check_references,
-    check_registry,
-    pattern_for,
-)
-
-check_registry()
 
 __all__ = [
-    "ANCHORS",
-    "FUSED_ACTIVATIONS",
     "NAMESPACE",
-    "PATTERNS",
-    "SHARED_QPARAMS_OPS",
-    "Anchor",
-    "FusedActivation",
-    "MissingReferenceError",
-    "ReferencePattern",
     "activation_bounds",
     "add_fixed_point_params",
-    "check_references",
-    "check_registry",
-    "pattern_for",
     "quantized_add",
     "quantized_clamp",
     "quantized_conv",

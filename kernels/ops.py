@@ -11,8 +11,9 @@ one comes from in ExecuTorch / XNNPACK.
 Notation: a real value ``r`` is represented by ``q`` as ``r = s·(q − zp)``.
 
 Every kernel is registered through :func:`reference_kernel`, which records it;
-``xnnquant.kernels.registry`` pairs the records with the q/dq patterns they
-implement and refuses patterns without a kernel.
+the op table (``xnnquant.quantizer.patterns``) names each record's kernel,
+and ``xnnquant.passes.lower_to_reference.check_registry`` refuses a record
+whose kernel is not registered.
 
 Accumulators are computed exactly: integer products are summed in float64,
 which represents every partial sum exactly as long as it stays below 2⁵³
@@ -37,7 +38,7 @@ from xnnquant.kernels.arith import (
 
 NAMESPACE = "xnnquant"
 
-# name → custom op; filled by @reference_kernel, read by the registry and tests.
+# name → custom op; filled by @reference_kernel, read by the reference lowering and tests.
 _REFERENCE_KERNELS: dict[str, object] = {}
 
 

@@ -2,12 +2,12 @@
 
 Input: the output of torchao ``convert_pt2e`` (either export IR), in which every
 quantized op is simulated in float as ``dequantize → op [→ activation] → quantize``.
-Output: a *copy* of that graph in which each such pattern covered by
-``xnnquant.kernels.registry`` is one ``torch.ops.xnnquant.*`` call on int8
-tensors, so the model runs in XNNPACK's integer arithmetic in eager PyTorch and
+Output: a *copy* of that graph in which each such pattern whose op-table
+record (``xnnquant.quantizer.patterns``) names a :class:`Reference` is one
+``torch.ops.xnnquant.*`` call on int8 tensors, so the model runs in XNNPACK's integer arithmetic in eager PyTorch and
 can still be captured with ``torch.export.export``.
 
-What is matched (all of it read from the registry table, nothing per op here):
+What is matched (all of it read from the op table, nothing per op here):
 
 * activations: ``dequantize_per_tensor(x_q, scale, zp, qmin, qmax, int8)`` with
   constant qparams, optionally followed by shared-qparams data-movement ops
@@ -47,18 +47,18 @@ from typing import Any
 import torch
 import torch.ao.quantization.fx._decomposed  # noqa: F401  (registers quantized_decomposed ops)
 from torch.fx import GraphModule, Node
-from torch.fx.graph_module import _get_attr
 from torch.fx.passes.infra.pass_base import PassBase, PassResult
 
 from xnnquant.kernels.arith import activation_bounds
-from xnnquant.kernels.ops import NAMESPACE
-from xnnquant.kernels.registry import (
-    ANCHORS,
-    FUSED_ACTIVATIONS,
-    SHARED_QPARAMS_OPS,
-    Anchor,
-    MissingReferenceError,
-    ReferencePattern,
+from xnnquant.kernels.ops import NAMESPACE, registered_kernels
+from xnnquant.quantizer.graph import constant, is_call, schema_args, shape, transposed_source
+from xnnquant.quantizer.patterns import (
+    ACTIVATION_BOUNDS,
+    RECORDS,
+    OpRecord,
+    Role,
+    Spelling,
+    record_for,
 )
 
 REPORT_KEY = "xnnquant_reference_report"
@@ -68,11 +68,57 @@ QUANTIZE = _qd.quantize_per_tensor.default
 DEQUANTIZE = _qd.dequantize_per_tensor.default
 DEQUANTIZE_PER_CHANNEL = _qd.dequantize_per_channel.default
 _DEQUANTIZE_OPS = (DEQUANTIZE, DEQUANTIZE_PER_CHANNEL)
-_TRANSPOSE_2D = {
-    torch.ops.aten.permute.default: lambda n: list(n.args[1]) == [1, 0],
-    torch.ops.aten.t.default: lambda n: True,
-    torch.ops.aten.transpose.int: lambda n: sorted(d % 2 for d in n.args[1:3]) == [0, 1],
-}
+
+
+class MissingReferenceError(LookupError):
+    """A record names a kernel that is not registered, or a lowered op has no reference."""
+
+
+def _has_kernel(record: OpRecord) -> bool:
+    return record.reference is not None and record.reference.kernel is not None
+
+
+#: Records whose pattern becomes one kernel call, and records whose op is replayed on int8 codes.
+KERNEL_RECORDS = tuple(r for r in RECORDS if _has_kernel(r))
+ON_CODES_TARGETS = frozenset().union(
+    *(r.targets for r in RECORDS if r.reference is not None and r.reference.kernel is None))
+
+
+def kernel_op(record: OpRecord):
+    """The ``torch.ops.xnnquant`` overload of ``record``'s reference kernel."""
+    return getattr(getattr(torch.ops, NAMESPACE), record.reference.kernel).default
+
+
+def check_registry() -> None:
+    """Fail if a record of the op table names a kernel that was never registered.
+
+    Raises:
+        MissingReferenceError: naming the record and the missing kernel.
+    """
+    kernels = registered_kernels()
+    for record in KERNEL_RECORDS:
+        if record.reference.kernel not in kernels:
+            raise MissingReferenceError(
+                f"record {record.name!r} names kernel {NAMESPACE}::{record.reference.kernel}, "
+                "which has no registered reference implementation"
+            )
+
+
+def check_references(gm: GraphModule) -> None:
+    """Fail if ``gm`` calls an ``xnnquant`` op without a registered reference kernel.
+
+    Raises:
+        MissingReferenceError: naming the first such op and its node.
+    """
+    kernels = registered_kernels()
+    for node in gm.graph.nodes:
+        target = node.target
+        if node.op != "call_function" or not isinstance(target, torch._ops.OpOverload):
+            continue
+        if target.namespace == NAMESPACE and target._schema.name.split("::")[-1] not in kernels:
+            raise MissingReferenceError(
+                f"node {node.name} calls {target}, which has no registered reference kernel"
+            )
 
 
 @dataclass(frozen=True)
@@ -124,7 +170,7 @@ class _Operand:
 class _Match:
     """Everything needed to emit one kernel call in place of a float pattern."""
 
-    pattern: ReferencePattern
+    record: OpRecord
     anchor: Node
     operands: list[_Operand]
     weight: tuple[Node, Node | float, Node | None] | None
@@ -138,28 +184,11 @@ class _Match:
     consumed: list[Node]  # the float nodes this match replaces, never matched again
 
 
-def _normalized(node: Node) -> dict[str, Any]:
-    """``{schema argument name: value}`` for a call to an OpOverload, defaults filled in."""
-    values = {}
-    for i, arg in enumerate(node.target._schema.arguments):
-        if i < len(node.args) and not arg.kwarg_only:
-            values[arg.name] = node.args[i]
-        elif arg.name in node.kwargs:
-            values[arg.name] = node.kwargs[arg.name]
-        elif arg.has_default_value():
-            values[arg.name] = arg.default_value
-    return values
-
-
-def _is_call(node: Any, targets) -> bool:
-    return isinstance(node, Node) and node.op == "call_function" and node.target in targets
-
-
 def _activation_qparams(dq: Node, role: str) -> tuple[Node, float, int]:
-    if not _is_call(dq, (DEQUANTIZE,)):
+    if not is_call(dq, (DEQUANTIZE,)):
         found = dq.target if isinstance(dq, Node) else type(dq).__name__
         raise _NoMatch(f"{role} is not a per-tensor dequantize (found {found})")
-    a = _normalized(dq)
+    a = schema_args(dq)
     if a["dtype"] != torch.int8:
         raise _NoMatch(f"{role} is quantized to {a['dtype']}; only int8 is covered")
     if isinstance(a["scale"], Node) or isinstance(a["zero_point"], Node):
@@ -169,7 +198,7 @@ def _activation_qparams(dq: Node, role: str) -> tuple[Node, float, int]:
 
 def _trace_activation(node: Any, role: str) -> _Operand:
     moves = []
-    while _is_call(node, SHARED_QPARAMS_OPS):
+    while is_call(node, ON_CODES_TARGETS):
         moves.append(node)
         node = node.args[0]
     q_input, scale, zp = _activation_qparams(node, role)
@@ -177,20 +206,20 @@ def _trace_activation(node: Any, role: str) -> _Operand:
 
 
 def _constant(gm: GraphModule, node: Any, role: str) -> torch.Tensor:
-    if not (isinstance(node, Node) and node.op == "get_attr"):
+    value = constant(gm, node)
+    if value is None:
         raise _NoMatch(f"{role} is not a constant (get_attr), so it cannot be checked")
-    return _get_attr(gm, node.target)
+    return value
 
 
 def _trace_weight(gm: GraphModule, node: Any, transposed: bool) -> tuple[Node, Node | float]:
     if transposed:
-        check = _TRANSPOSE_2D.get(getattr(node, "target", None))
-        if check is None or not check(node):
+        node = transposed_source(node)
+        if node is None:
             raise _NoMatch("weight does not reach the op through a 2-D transpose")
-        node = node.args[0]
-    if not _is_call(node, _DEQUANTIZE_OPS):
+    if not is_call(node, _DEQUANTIZE_OPS):
         raise _NoMatch("weight is not dequantized (float weight)")
-    a = _normalized(node)
+    a = schema_args(node)
     if a["dtype"] != torch.int8:
         raise _NoMatch(f"weight is quantized to {a['dtype']}; only int8 is covered")
     if node.target is DEQUANTIZE_PER_CHANNEL:
@@ -207,20 +236,13 @@ def _trace_weight(gm: GraphModule, node: Any, transposed: bool) -> tuple[Node, N
     return a["input"], float(a["scale"])
 
 
-def _shape(gm: GraphModule, node: Node) -> tuple[int, ...] | None:
-    # Nodes inserted by convert_pt2e carry no "val" metadata; constants have a tensor.
-    if node.op == "get_attr":
-        return tuple(_get_attr(gm, node.target).shape)
-    val = node.meta.get("val")
-    return tuple(val.shape) if val is not None else None
-
-
-def _trace_output(node: Node, pattern: ReferencePattern, anchor: Anchor):
-    if anchor.output_index is not None:
+def _trace_output(node: Node, record: OpRecord, spelling: Spelling):
+    index = spelling.output_index
+    if index is not None:
         users = list(node.users)
         if len(users) != 1 or not (users[0].target is operator.getitem
-                                   and users[0].args[1] == anchor.output_index):
-            raise _NoMatch(f"outputs other than #{anchor.output_index} are used")
+                                   and users[0].args[1] == index):
+            raise _NoMatch(f"outputs other than #{index} are used")
         node = users[0]
     moves, act = [], None
     while True:
@@ -230,13 +252,13 @@ def _trace_output(node: Node, pattern: ReferencePattern, anchor: Anchor):
                 f"{node.name} has {len(users)} users; its float value escapes the pattern"
             )
         user = users[0]
-        if _is_call(user, (QUANTIZE,)):
+        if is_call(user, (QUANTIZE,)):
             return moves, act, user
         if user.args[:1] != (node,):
             raise _NoMatch(f"output feeds {user.target} in a non-leading argument")
-        if _is_call(user, SHARED_QPARAMS_OPS):
+        if is_call(user, ON_CODES_TARGETS):
             moves.append(user)
-        elif _is_call(user, FUSED_ACTIVATIONS) and pattern.fuses_activation and act is None:
+        elif is_call(user, ACTIVATION_BOUNDS) and record.reference.fuses_activation and act is None:
             act = user
         else:
             raise _NoMatch(f"output feeds {user.target} instead of a quantize")
@@ -250,48 +272,50 @@ def _bound(act_args: dict[str, Any], spec: float | str | None) -> float | None:
     return None if value is None else float(value)
 
 
-def _match(gm: GraphModule, node: Node, pattern: ReferencePattern, anchor: Anchor) -> _Match:
-    args = _normalized(node)
-    if anchor.unsupported is not None and (reason := anchor.unsupported(args)):
-        raise _NoMatch(reason)
-    operands = [_trace_activation(args[name], f"input {name!r}") for name in anchor.activations]
+def _match(gm: GraphModule, node: Node, record: OpRecord) -> _Match:
+    """Everything needed to replace ``node``'s q/dq pattern by ``record``'s kernel, or ``_NoMatch``."""
+    reference = record.reference
+    spelling = record.spelling(node.target)
+    args = schema_args(node)
+    roles = {role: [a for a in spelling.args if a.role is role] for role in Role}
+    operands = [_trace_activation(args[a.name], f"input {a.name!r}") for a in roles[Role.ACT]]
     weight = None
-    if anchor.weight is not None:
-        w, w_scale = _trace_weight(gm, args[anchor.weight], anchor.weight_transposed)
-        bias = args.get(anchor.bias) if anchor.bias else None
-        if _is_call(bias, _DEQUANTIZE_OPS):
+    for w_arg in roles[Role.WEIGHT]:
+        w, w_scale = _trace_weight(gm, args[w_arg.name], w_arg.transposed)
+        bias = next((args.get(b.name) for b in roles[Role.BIAS]), None)
+        if is_call(bias, _DEQUANTIZE_OPS):
             raise _NoMatch("bias is explicitly quantized; only a float bias is covered")
         weight = (w, w_scale, bias)
-    if anchor.rewrite_args is not None:
-        args = anchor.rewrite_args(args, _shape(gm, weight[0]) if weight else None)
+    rewrite = reference.rewrite_args.get(node.target)
+    if rewrite is not None:
+        args = rewrite(args, shape(weight[0], gm) if weight else None)
         if isinstance(args, str):
             raise _NoMatch(args)
-    params = [args[schema_name] for _, schema_name in anchor.params]
-    out_moves, act, q_node = _trace_output(node, pattern, anchor)
-    if pattern.is_activation:
+    params = [args[schema_name] for _, schema_name in reference.params]
+    out_moves, act, q_node = _trace_output(node, record, spelling)
+    if spelling.bounds is not None:
         act = node
     _, y_scale, y_zp = _output_qparams(q_node)
-    if not pattern.requantizes and any((o.scale, o.zp) != (y_scale, y_zp) for o in operands):
+    if not reference.requantizes and any((o.scale, o.zp) != (y_scale, y_zp) for o in operands):
         raise _NoMatch(
             f"output qparams ({y_scale}, {y_zp}) differ from the input's "
-            f"({operands[0].scale}, {operands[0].zp}); {pattern.name} needs shared qparams"
+            f"({operands[0].scale}, {operands[0].zp}); {record.name} needs shared qparams"
         )
-    qa = _normalized(q_node)
+    qa = schema_args(q_node)
     out_min, out_max = qa["quant_min"], qa["quant_max"]
     if act is not None:
-        spec = FUSED_ACTIVATIONS[act.target]
-        act_args = _normalized(act)
+        lower, upper = ACTIVATION_BOUNDS[act.target]
+        act_args = schema_args(act)
         out_min, out_max = activation_bounds(
-            _bound(act_args, spec.lower), _bound(act_args, spec.upper), y_scale, y_zp,
-            out_min, out_max,
+            _bound(act_args, lower), _bound(act_args, upper), y_scale, y_zp, out_min, out_max,
         )
     consumed = [node, *node.users, *out_moves, *([act] if act is not None else []), q_node]
-    return _Match(pattern, node, operands, weight, params, out_moves, q_node, y_scale, y_zp,
+    return _Match(record, node, operands, weight, params, out_moves, q_node, y_scale, y_zp,
                   out_min, out_max, consumed)
 
 
 def _output_qparams(q_node: Node) -> tuple[Node, float, int]:
-    a = _normalized(q_node)
+    a = schema_args(q_node)
     if a["dtype"] != torch.int8:
         raise _NoMatch(f"output is quantized to {a['dtype']}; only int8 is covered")
     if isinstance(a["scale"], Node) or isinstance(a["zero_point"], Node):
@@ -299,7 +323,7 @@ def _output_qparams(q_node: Node) -> tuple[Node, float, int]:
     return a["input"], float(a["scale"]), int(a["zero_point"])
 
 
-def _replay(graph, moves: list[Node], value: Node) -> Node:
+def _replay(graph, moves: list[Node], value: Any) -> Node:
     for move in moves:
         value = graph.call_function(move.target, (value, *move.args[1:]), dict(move.kwargs))
     return value
@@ -330,15 +354,15 @@ class _Rewriter:
             args: list[Any] = []
             for o in m.operands:
                 value = _replay(self.graph, o.moves, o.q_input)
-                args += [value, o.scale, o.zp] if m.pattern.requantizes else [value]
+                args += [value, o.scale, o.zp] if m.record.reference.requantizes else [value]
             if m.weight is not None:
                 w, w_scale, bias = m.weight
                 args += [w, self._scale_node(w_scale), bias]
             args += m.params
-            if m.pattern.requantizes:
+            if m.record.reference.requantizes:
                 args += [m.y_scale, m.y_zp]
             args += [m.out_min, m.out_max]
-            kernel = self.graph.call_function(m.pattern.op, tuple(args))
+            kernel = self.graph.call_function(kernel_op(m.record), tuple(args))
             for key in ("stack_trace", "nn_module_stack", "source_fn_stack"):
                 if key in m.anchor.meta:
                     kernel.meta[key] = m.anchor.meta[key]
@@ -347,9 +371,10 @@ class _Rewriter:
         self.consumed.update(m.consumed)
         return kernel
 
-    def apply_shared(self, move: Node, x_q: Node, q_node: Node) -> None:
+    def apply_on_codes(self, move: Node, codes: Any, q_node: Node) -> None:
+        """Replace ``dq → move → q`` by ``move`` applied to the int8 ``codes``."""
         with self.graph.inserting_before(q_node):
-            result = _replay(self.graph, [move], x_q)
+            result = _replay(self.graph, [move], codes)
         self._replace(q_node, result)
 
     def _replace(self, q_node: Node, result: Node) -> None:
@@ -373,51 +398,59 @@ class _Rewriter:
             work.extend(inputs)
 
 
-def _shared_qparams_match(node: Node) -> tuple[Node, Node] | None:
-    """``dq → move → q`` with one user and equal qparams: returns (x_q, q)."""
+def _on_codes_match(node: Node) -> tuple[Any, Node] | None:
+    """``dq → move → q`` (a list of dequantizes for ``cat``) with equal qparams: (codes, q)."""
     src = node.args[0] if node.args else None
+    sources = list(src) if isinstance(src, (list, tuple)) else [src]
     users = list(node.users)
-    if not (_is_call(src, (DEQUANTIZE,)) and len(users) == 1 and _is_call(users[0], (QUANTIZE,))):
+    if not (sources and all(is_call(s, (DEQUANTIZE,)) for s in sources)
+            and len(users) == 1 and is_call(users[0], (QUANTIZE,))):
         return None
-    x_q, s_in, zp_in = _activation_qparams(src, "input")
     _, s_out, zp_out = _output_qparams(users[0])
-    if (s_in, zp_in) != (s_out, zp_out):
-        raise _NoMatch(
-            f"input qparams ({s_in}, {zp_in}) differ from output ({s_out}, {zp_out}); "
-            "a data-movement op needs shared qparams (XNNPACK refuses otherwise)"
-        )
-    return x_q, users[0]
+    codes = []
+    for source in sources:
+        x_q, s_in, zp_in = _activation_qparams(source, "input")
+        if (s_in, zp_in) != (s_out, zp_out):
+            raise _NoMatch(
+                f"input qparams ({s_in}, {zp_in}) differ from output ({s_out}, {zp_out}); "
+                "a data-movement op needs shared qparams (XNNPACK refuses otherwise)"
+            )
+        codes.append(x_q)
+    return (codes if isinstance(src, (list, tuple)) else codes[0]), users[0]
 
 
 def _dq_derived(node: Any) -> bool:
-    while _is_call(node, SHARED_QPARAMS_OPS) or (
+    while is_call(node, ON_CODES_TARGETS) or (
         isinstance(node, Node) and node.target is operator.getitem
     ):
         node = node.args[0]
-    return _is_call(node, _DEQUANTIZE_OPS)
+    return is_call(node, _DEQUANTIZE_OPS)
 
 
 def _uncovered_reason(node: Node) -> str | None:
     """Why a float op left inside the quantized region was not lowered (None: not such an op)."""
-    if node.op != "call_function" or _is_call(node, (QUANTIZE, *_DEQUANTIZE_OPS)):
+    if node.op != "call_function" or is_call(node, (QUANTIZE, *_DEQUANTIZE_OPS)):
         return None
     if getattr(node.target, "namespace", None) == NAMESPACE:
         return None
     if not any(_dq_derived(a) for a in node.all_input_nodes):
         return None
-    if node.target in SHARED_QPARAMS_OPS or node.target is operator.getitem:
+    if node.target in ON_CODES_TARGETS or node.target is operator.getitem:
         # Data movement between a dequantize and a float op is part of that op's
         # pattern; it only counts on its own when it feeds a quantize.
-        if not any(_is_call(u, (QUANTIZE,)) for u in node.users):
+        if not any(is_call(u, (QUANTIZE,)) for u in node.users):
             return None
         return "data-movement op between dequantize and quantize was not lowered"
     if not _feeds_quantize(node):
         return (f"{node.target} reads a dequantized value but its output is not quantized "
                 "(runs in float)")
-    return f"{node.target} has no reference kernel"
+    record = record_for(node)
+    if record is not None and record.no_reference:
+        return f"{node.target} has no reference kernel: {record.no_reference}"
+    return f"{node.target} has no record with a reference kernel in the op table"
 
 
-def _in_quantized_region(node: Node, pattern: ReferencePattern) -> bool:
+def _in_quantized_region(node: Node, record: OpRecord) -> bool:
     """The quantizer quantized this op: it reads a dequantized value or its result is quantized.
 
     An anchor op outside that region was left in float by the quantizer, which
@@ -426,7 +459,8 @@ def _in_quantized_region(node: Node, pattern: ReferencePattern) -> bool:
     there, or reported with that op when it could not be lowered).
     """
     reads_dq = any(_dq_derived(a) for a in node.all_input_nodes)
-    return reads_dq or (not pattern.is_activation and _feeds_quantize(node))
+    is_activation = record.spelling(node.target).bounds is not None
+    return reads_dq or (not is_activation and _feeds_quantize(node))
 
 
 def _feeds_quantize(node: Node) -> bool:
@@ -434,9 +468,9 @@ def _feeds_quantize(node: Node) -> bool:
     work = [node]
     while work:
         for user in work.pop().users:
-            if _is_call(user, (QUANTIZE,)):
+            if is_call(user, (QUANTIZE,)):
                 return True
-            if (_is_call(user, SHARED_QPARAMS_OPS) or _is_call(user, FUSED_ACTIVATIONS)
+            if (is_call(user, ON_CODES_TARGETS) or is_call(user, ACTIVATION_BOUNDS)
                     or user.target is operator.getitem):
                 work.append(user)
     return False
@@ -464,16 +498,21 @@ def lower_to_reference(gm: GraphModule, *, strict: bool = False) -> GraphModule:
     report = ReferenceLoweringReport()
     rewriter = _Rewriter(out)
     skipped_nodes: set[Node] = set()
+    # The op table's checks read shapes, which the kernels written below do not carry.
+    records = {n: record_for(n) for n in out.graph.nodes}
+    reasons = {n: r.why_not(n) for n, r in records.items() if r is not None and _has_kernel(r)}
     for node in list(out.graph.nodes):
         if node.op != "call_function" or node in rewriter.consumed:
             continue
+        record = records[node]
         try:
-            if node.target in ANCHORS and _in_quantized_region(node, ANCHORS[node.target][0]):
-                pattern, anchor = ANCHORS[node.target]
-                rewriter.apply(_match(out, node, pattern, anchor))
-                report.lowered.append(Lowered(node.name, pattern.name, pattern.kernel))
-            elif node.target in SHARED_QPARAMS_OPS and (hit := _shared_qparams_match(node)):
-                rewriter.apply_shared(node, *hit)
+            if record is not None and _has_kernel(record) and _in_quantized_region(node, record):
+                if reasons[node] is not None:
+                    raise _NoMatch(reasons[node])
+                rewriter.apply(_match(out, node, record))
+                report.lowered.append(Lowered(node.name, record.name, record.reference.kernel))
+            elif node.target in ON_CODES_TARGETS and (hit := _on_codes_match(node)):
+                rewriter.apply_on_codes(node, *hit)
                 report.lowered.append(Lowered(node.name, "shared_qparams", str(node.target)))
         except _NoMatch as exc:
             skipped_nodes.add(node)
@@ -503,3 +542,7 @@ class LowerToReferencePass(PassBase):
     def call(self, graph_module: GraphModule) -> PassResult:
         lowered = lower_to_reference(graph_module, strict=self.strict)
         return PassResult(lowered, bool(lowered.meta[REPORT_KEY].lowered))
+
+
+# Importing the lowering proves every record's kernel exists (kernels register on import).
+check_registry()

@@ -35,49 +35,12 @@ width, and a transpose spelled ``permute(·, [1, 0])``, ``t`` or
 from __future__ import annotations
 
 import torch
-from torch.fx import GraphModule, Node
+from torch.fx import GraphModule
 from torch.fx.passes.infra.pass_base import PassBase, PassResult
 
+from xnnquant.quantizer.graph import shape, transposed_source
+
 aten = torch.ops.aten
-
-
-def _shape(gm: GraphModule, node) -> tuple | None:
-    """The node's tensor shape.
-
-    Nodes that convert_pt2e or a pass inserted may lack ``meta["val"]``: q/dq
-    nodes are looked through (they keep their input's shape) and constants are
-    read from the module.
-    """
-    while isinstance(node, Node):
-        val = node.meta.get("val")
-        if isinstance(val, torch.Tensor):
-            return tuple(val.shape)
-        if node.op == "get_attr":
-            value = gm
-            for part in node.target.split("."):
-                value = getattr(value, part, None)
-            return tuple(value.shape) if isinstance(value, torch.Tensor) else None
-        if node.op != "call_function" or getattr(node.target, "namespace", None) != "quantized_decomposed":
-            return None
-        node = node.args[0]  # quantize/dequantize keep the shape of their input
-    return None
-
-
-def _transposed_weight(gm: GraphModule, node) -> Node | None:
-    """The ``[N, K]`` weight that ``node`` transposes, or None if it is no plain 2-D transpose."""
-    if not isinstance(node, Node) or node.op != "call_function":
-        return None
-    if node.target == aten.permute.default:
-        if list(node.args[1]) not in ([1, 0], [-1, -2], [1, -2], [-1, 0]):
-            return None
-    elif node.target == aten.transpose.int:
-        if sorted(d % 2 for d in node.args[1:3]) != [0, 1]:
-            return None
-    elif node.target != aten.t.default:
-        return None
-    source = node.args[0]
-    shape = _shape(gm, source)
-    return source if shape is not None and len(shape) == 2 else None
 
 
 class RecomposeLinear(PassBase):
@@ -97,12 +60,15 @@ class RecomposeLinear(PassBase):
                 bias = None
             else:
                 continue
-            weight = _transposed_weight(gm, weight_t)
-            act_shape = _shape(gm, act)
-            if weight is None or act_shape is None or len(act_shape) != 2:
+            weight = transposed_source(weight_t)
+            weight_shape = shape(weight, gm)
+            act_shape = shape(act, gm)
+            if weight_shape is None or len(weight_shape) != 2:
                 continue
-            out_features = _shape(gm, weight)[0]
-            if bias is not None and _shape(gm, bias) != (out_features,):
+            if act_shape is None or len(act_shape) != 2:
+                continue
+            out_features = weight_shape[0]
+            if bias is not None and shape(bias, gm) != (out_features,):
                 continue  # a broadcast 2-D "bias" is not a linear bias
             args = (act, weight) if bias is None else (act, weight, bias)
             with gm.graph.inserting_before(node):

@@ -3,9 +3,14 @@
 Public API::
 
     from xnnquant.quantizer import XnnpackQuantizer, get_config, get_dynamic_config, get_qat_config
+
+The op table (:mod:`.patterns`, :data:`RECORDS`) is the one description of the
+ops; everything in xnnquant reads it.  This package imports neither the
+reference kernels nor the lowering, so importing it registers no
+``torch.library`` op.
 """
 
-from .patterns import PATTERNS, SHARED_OPS, Arg, Pattern, Role, SharedOp
+from .patterns import RECORDS, Arg, OpRecord, QParams, Reference, Role, Spelling, record, record_for
 from .quantizer import ValidationError, XnnpackQuantizer
 from .report import AnnotationReport, NodeDecision
 from .specs import (
@@ -22,7 +27,7 @@ from .workflow import CalibrationError, ExportError, calibrate, export_model, qu
 __all__ = [
     "XnnpackQuantizer", "QuantConfig", "get_config", "get_dynamic_config", "get_qat_config",
     "as_config", "ConfigError", "ValidationError", "AnnotationReport", "NodeDecision",
-    "PATTERNS", "SHARED_OPS", "Pattern", "SharedOp", "Arg", "Role", "MIN_SCALE",
-    "export_model", "calibrate", "quantize", "sqnr",
+    "RECORDS", "OpRecord", "Spelling", "Arg", "Reference", "Role", "QParams", "record",
+    "record_for", "MIN_SCALE", "export_model", "calibrate", "quantize", "sqnr",
     "CalibrationError", "ExportError",
 ]

@@ -1,17 +1,20 @@
-"""The one generic annotator: reads the pattern table and writes QuantizationAnnotations.
+"""The one generic annotator: reads the op table and writes QuantizationAnnotations.
 
-It walks the graph twice, in topological order:
+It makes three passes over the graph's ``call_function`` nodes, in topological order:
 
-1. **Anchors** (:data:`.patterns.PATTERNS`): each argument gets the spec of its
-   role.  A weight reached through a transpose is observed on the parameter,
-   before the transpose, with its output-channel axis.  When the anchor's only
-   user is an activation the pattern may fuse, the output observer moves after
-   that activation.
-2. **Shared ops** (:data:`.patterns.SHARED_OPS`): an op whose input is already
-   quantized gets ``SharedQuantizationSpec`` on its input edge and output, so
-   input and output carry one set of qparams (XNNPACK refuses a slice or
-   permute whose qparams differ).  ``cat`` inputs join the same group;
-   ``max_pool2d_with_indices`` passes its qparams to ``getitem(·, 0)``.
+1. **Own-qparams records** (``QParams.OWN``): each argument gets the spec of
+   its role.  A weight reached through a transpose is observed on the
+   parameter, before the transpose, with its output-channel axis.  When the
+   op's only user is an activation the record fuses, the output observer moves
+   after that activation.
+2. **Shared-qparams records** (``QParams.SHARED``): an op whose input is
+   already quantized gets ``SharedQuantizationSpec`` on its input edge and
+   output, so input and output carry one set of qparams (XNNPACK refuses a
+   slice or permute whose qparams differ).  ``cat`` inputs join the same group;
+   ``max_pool2d_with_indices`` passes its qparams to ``getitem(·, 0)``.  This
+   runs second because it needs to know which inputs the first pass quantized.
+3. **Everything else**: ``QParams.FLOAT`` records and ops with no record are
+   left float, with the reason.
 
 Every ``call_function`` node gets a :class:`~.report.NodeDecision`.
 
@@ -35,35 +38,13 @@ from torchao.quantization.pt2e.quantizer import (
 )
 from torchao.quantization.pt2e.quantizer.quantizer import Q_ANNOTATION_KEY
 
-from .patterns import (
-    BOOKKEEPING,
-    BOUNDED,
-    FLOAT_ONLY,
-    TRANSPOSES,
-    Pattern,
-    Role,
-    SharedOp,
-    find_pattern,
-    find_shared,
-)
+from .graph import TRANSPOSES, is_float_tensor, is_transposed_constant, op_name, schema_args
+from .patterns import BOOKKEEPING, HARDTANH, OpRecord, QParams, Role, record_for
 from .report import AnnotationReport, NodeDecision
 from .specs import QuantConfig, with_weight_axis
 
 #: (config or None, where it came from: "global", "module name 'a.b'", ...)
 Resolver = Callable[[Node], tuple]
-
-
-def op_name(node: Node) -> str:
-    target = node.target
-    if isinstance(target, torch._ops.OpOverload):
-        return f"aten.{target._opname}.{target._overloadname}" if target.namespace == "aten" \
-            else str(target)
-    return getattr(target, "__name__", str(target))
-
-
-def _is_float_tensor(value) -> bool:
-    val = value.meta.get("val") if isinstance(value, Node) else None
-    return isinstance(val, torch.Tensor) and val.dtype in (torch.float32, torch.float16, torch.bfloat16)
 
 
 def output_is_quantized(node: Node) -> bool:
@@ -94,8 +75,7 @@ def walk_back(value, ops: frozenset, anchor: Node) -> tuple:
     chain = []
     # A transpose of a parameter is unambiguous even without source metadata.
     while (isinstance(value, Node) and value.target in ops and len(value.users) == 1
-           and (_same_source(value, anchor) or (value.target in TRANSPOSES
-                                                and value.args[0].op == "get_attr"))):
+           and (_same_source(value, anchor) or is_transposed_constant(value))):
         chain.append(value)
         value = value.args[0]
     return value, chain
@@ -149,42 +129,42 @@ class _Annotator:
             return None, f"excluded by config ({source} is set to None)"
         return config, ""
 
-    # -- phase 1: anchors -------------------------------------------------------------
-    def anchor(self, node: Node, pattern: Pattern) -> None:
-        config = self.prelude(node, pattern.name)
+    # -- phase 1: records with their own observer -------------------------------------
+    def anchor(self, node: Node, record: OpRecord) -> None:
+        config = self.prelude(node, record.name)
         if config is None:
             return
-        if config.is_dynamic and not pattern.dynamic:
-            self.decide(node, False, pattern=pattern.name, config=config,
+        if config.is_dynamic and not record.dynamic:
+            self.decide(node, False, pattern=record.name, config=config,
                         reason="dynamic configs quantize only linear and conv (XNNPACK's dynamic kernels)")
             return
-        if not _is_float_tensor(node):
-            self.decide(node, False, pattern=pattern.name, config=config,
+        if not is_float_tensor(node):
+            self.decide(node, False, pattern=record.name, config=config,
                         reason="dtype not supported: output is not a float tensor")
             return
-        reason = pattern.check(node)
-        if reason is None and config.is_dynamic:
-            reason = pattern.dynamic_check(node)
+        reason = record.why_not(node, dynamic=config.is_dynamic)
         if reason is not None:
-            self.decide(node, False, pattern=pattern.name, config=config, reason=reason)
+            self.decide(node, False, pattern=record.name, config=config, reason=reason)
             return
 
+        values = schema_args(node)
         input_map: dict = {}
-        before: list = []  # (op walked through, its source, spec): observed before that op
-        for arg in pattern.args:
-            value = node.args[arg.index] if arg.index < len(node.args) else None
+        before: list = []  # (op walked through, its source, spec, role): observed before that op
+        walked: list = []  # (op, role) between a source and the op, for the report
+        for arg in record.args_of(node.target):
+            value = values.get(arg.name)
             if not isinstance(value, Node):
                 continue
-            source, chain = walk_back(value, arg.through, node)
+            source, chain = walk_back(value, _through(arg), node)
             if arg.role is Role.ACT:
-                if not _is_float_tensor(source):
-                    self.decide(node, False, pattern=pattern.name, config=config,
+                if not is_float_tensor(source):
+                    self.decide(node, False, pattern=record.name, config=config,
                                 reason="dtype not supported: activation input is not a float tensor")
                     return
                 spec = config.input_activation
             elif arg.role is Role.WEIGHT:
                 if not (isinstance(source, Node) and source.op == "get_attr"):
-                    self.decide(node, False, pattern=pattern.name, config=config,
+                    self.decide(node, False, pattern=record.name, config=config,
                                 reason="weight is not a constant parameter; XNNPACK needs static weights")
                     return
                 spec = with_weight_axis(config.weight, arg.axis)
@@ -192,17 +172,18 @@ class _Annotator:
                 spec = config.bias
             if spec is None:
                 continue
+            walked += [(op, arg.role) for op in chain[:-1]]
             if chain:
                 before.append((chain[-1], source, spec, arg.role))
             else:
                 input_map[value] = spec
 
-        tail_ops = walk_forward(node, pattern.folds, node, any_source=True)
-        tail_ops += walk_forward(tail_ops[-1] if tail_ops else node, pattern.output_through, node)
+        tail_ops = walk_forward(node, record.folds, node, any_source=True)
+        tail_ops += walk_forward(tail_ops[-1] if tail_ops else node, record.output_through, node)
         tail = tail_ops[-1] if tail_ops else node
-        fused = self._fused_activation(tail, pattern, config)
-        output = config.output_activation if pattern.quantize_output else None
-        if (output is not None and fused is not None and fused.target in BOUNDED
+        fused = self._fused_activation(tail, record, config)
+        output = config.output_activation
+        if (output is not None and fused is not None and fused.target in HARDTANH
                 and config.clamped_output_activation is not None):
             output = config.clamped_output_activation
         last = fused if fused is not None else tail
@@ -211,55 +192,55 @@ class _Annotator:
             output_qspec=output if last is node else None,
             _annotated=True,
         )
-        self.decide(node, True, pattern=pattern.name, role="anchor", config=config)
+        self.decide(node, True, pattern=record.name, role="anchor", config=config)
         for op, source, spec, role in before:
             op.meta[Q_ANNOTATION_KEY] = QuantizationAnnotation(
                 input_qspec_map={source: spec}, _annotated=True
             )
-            self.decide(op, True, pattern=pattern.name, role=f"{role.value} {op.target._opname}",
+            self.decide(op, True, pattern=record.name, role=f"{role.value} {op.target._opname}",
                         config=config)
-        for arg in pattern.args:
-            value = node.args[arg.index] if arg.index < len(node.args) else None
-            for op in walk_back(value, arg.through, node)[1][:-1]:
-                self.decide(op, True, pattern=pattern.name,
-                            role=f"{arg.role.value} {op.target._opname}", config=config)
+        for op, role in walked:
+            self.decide(op, True, pattern=record.name, role=f"{role.value} {op.target._opname}",
+                        config=config)
         for op in tail_ops:
             op.meta[Q_ANNOTATION_KEY] = QuantizationAnnotation(
                 output_qspec=output if last is op else None, _annotated=True)
-            role = "folded" if op.target in pattern.folds else "output"
-            self.decide(op, True, pattern=pattern.name, role=f"{role} {op.target._opname}",
+            role = "folded" if op.target in record.folds else "output"
+            self.decide(op, True, pattern=record.name, role=f"{role} {op.target._opname}",
                         config=config)
         if fused is not None:
             fused.meta[Q_ANNOTATION_KEY] = QuantizationAnnotation(output_qspec=output, _annotated=True)
-            self.decide(fused, True, pattern=pattern.name, role="fused activation", config=config)
+            self.decide(fused, True, pattern=record.name, role="fused activation", config=config)
 
-    def _fused_activation(self, node: Node, pattern: Pattern, config: QuantConfig) -> Optional[Node]:
+    def _fused_activation(self, node: Node, record: OpRecord, config: QuantConfig) -> Optional[Node]:
         if config.is_dynamic or len(node.users) != 1:
             return None
         (user,) = node.users
-        if user.op != "call_function" or user.target not in pattern.fused:
+        if user.op != "call_function" or user.target not in record.fused:
             return None
         if Q_ANNOTATION_KEY in user.meta or self.config_for(user)[0] != config:
             return None
         return user
 
-    # -- phase 2: shared ops ----------------------------------------------------------
-    def shared(self, node: Node, op: SharedOp) -> None:
-        config = self.prelude(node, op.name)
+    # -- phase 2: records that share their input's qparams -----------------------------
+    def shared(self, node: Node, record: OpRecord) -> None:
+        config = self.prelude(node, record.name)
         if config is None:
             return
-        inputs = list(node.args[0]) if op.list_input else [node.args[0]]
-        inputs = [i for i in inputs if isinstance(i, Node)]
+        spelling = record.spelling(node.target)
+        (data,) = spelling.args
+        value = schema_args(node)[data.name]
+        inputs = [i for i in (value if data.is_list else [value]) if isinstance(i, Node)]
         # Model inputs count as quantizable: moving int8 data is cheaper than fp32.
         leaders = [i for i in inputs if output_is_quantized(i)
-                   or (i.op == "placeholder" and _is_float_tensor(i))]
+                   or (i.op == "placeholder" and is_float_tensor(i))]
         if not leaders:
-            self.decide(node, False, pattern=op.name, config=config,
+            self.decide(node, False, pattern=record.name, config=config,
                         reason="input is float, so this op keeps float too")
             return
-        reason = op.check(node)
+        reason = record.why_not(node)
         if reason is not None:
-            self.decide(node, False, pattern=op.name, config=config, reason=reason)
+            self.decide(node, False, pattern=record.name, config=config, reason=reason)
             return
         # One leader's qparams; the other inputs and the output join its group.
         leader = leaders[0]
@@ -267,26 +248,31 @@ class _Annotator:
         input_map = {i: shared_out for i in inputs}
         input_map[leader] = (SharedQuantizationSpec(leader) if output_is_quantized(leader)
                              else config.input_activation)
-        if op.tuple_output:
+        if spelling.output_index is not None:
             node.meta[Q_ANNOTATION_KEY] = QuantizationAnnotation(input_qspec_map=input_map, _annotated=True)
             for user in node.users:
-                if user.target is operator.getitem and user.args[1] == 0:
+                if user.target is operator.getitem and user.args[1] == spelling.output_index:
                     user.meta[Q_ANNOTATION_KEY] = QuantizationAnnotation(
                         output_qspec=shared_out, _annotated=True)
-                    self.decide(user, True, pattern=op.name, role="shared output", config=config)
+                    self.decide(user, True, pattern=record.name, role="shared output", config=config)
         else:
             node.meta[Q_ANNOTATION_KEY] = QuantizationAnnotation(
                 input_qspec_map=input_map, output_qspec=shared_out, _annotated=True)
-        self.decide(node, True, pattern=op.name, role="shared qparams", config=config)
+        self.decide(node, True, pattern=record.name, role="shared qparams", config=config)
 
     # -- phase 3: everything else -----------------------------------------------------
-    def unmatched(self, node: Node) -> None:
-        if node.target in FLOAT_ONLY:
-            self.decide(node, False, reason=FLOAT_ONLY[node.target])
-        elif not _is_float_tensor(node) and not isinstance(node.meta.get("val"), (tuple, list)):
+    def unmatched(self, node: Node, record: Optional[OpRecord]) -> None:
+        if record is not None:
+            self.decide(node, False, pattern=record.name, reason=record.reason)
+        elif not is_float_tensor(node) and not isinstance(node.meta.get("val"), (tuple, list)):
             self.decide(node, False, reason="dtype not supported: not a float tensor op")
         else:
-            self.decide(node, False, reason="no pattern: not an op XNNPACK runs in int8")
+            self.decide(node, False, reason="no record in the op table: not an op XNNPACK runs in int8")
+
+
+def _through(arg) -> frozenset:
+    """The ops an argument may be observed before (a transposed weight's 2-D transpose)."""
+    return arg.through | TRANSPOSES if arg.transposed else arg.through
 
 
 def annotate_graph(
@@ -294,7 +280,7 @@ def annotate_graph(
     resolve: Resolver,
     node_filter: Optional[Callable[[Node], bool]] = None,
 ) -> AnnotationReport:
-    """Annotate ``gm`` in place from the pattern table; return what was decided for each node.
+    """Annotate ``gm`` in place from the op table; return what was decided for each node.
 
     Args:
         gm: the graph module handed to ``Quantizer.annotate`` by torchao's prepare.
@@ -304,16 +290,14 @@ def annotate_graph(
     """
     annotator = _Annotator(resolve, node_filter)
     nodes = [n for n in gm.graph.nodes if n.op == "call_function"]
-    for node in nodes:
-        pattern = find_pattern(node)
-        if pattern is not None and node not in annotator.decisions:
-            annotator.anchor(node, pattern)
-    for node in nodes:
-        op = find_shared(node)
-        if op is not None and node not in annotator.decisions:
-            annotator.shared(node, op)
+    records = {n: record_for(n) for n in nodes}
+    for phase, rule in ((annotator.anchor, QParams.OWN), (annotator.shared, QParams.SHARED)):
+        for node in nodes:
+            rec = records[node]
+            if rec is not None and rec.qparams is rule and node not in annotator.decisions:
+                phase(node, rec)
     for node in nodes:
         if node not in annotator.decisions and node.target not in BOOKKEEPING:
-            annotator.unmatched(node)
+            annotator.unmatched(node, records[node])
     ordered = [annotator.decisions[n] for n in nodes if n in annotator.decisions]
     return AnnotationReport(decisions=ordered)

@@ -1,24 +1,49 @@
-"""The pattern table: which ATen ops XNNPACK runs in int8, and the role of each argument.
+"""The op table: one record per op, the single source of what xnnquant knows about each XNNPACK op.
 
-This module is data.  :data:`PATTERNS` lists the compute patterns (an anchor
-op with its arguments' roles, the activations that may be fused after it, and
-a check of what XNNPACK supports); :data:`SHARED_OPS` lists the ops that only
-move or select data and therefore must keep their input's qparams.  Both
-export IRs are covered by listing every spelling of an op in one entry:
+Every other part of the package reads these records and nothing else:
+
+* the annotator (:mod:`.annotate`) reads the spellings, argument roles, qparams
+  rule, fused activations and checks;
+* ``XnnpackQuantizer.validate`` reads the weight roles and the qparams rule;
+* the annotation passes (:mod:`.transforms`) read their target sets from here;
+* the reference lowering (``xnnquant.passes.lower_to_reference``) reads each
+  record's :class:`Reference` (the kernel and how its parameters map from the
+  schema arguments) and the activation bounds;
+* the delegation report reads the edge-dialect ops and partitioner configs;
+* the benchmark counts quantized ops with :func:`record_for`.
+
+A record (:class:`OpRecord`) holds:
+
+=================  ===========================================================
+``spellings``      every ATen spelling in both export IRs, in-place variants
+                   joined, each with the role of its arguments keyed by
+                   schema name (activation, weight and its channel axis, bias)
+``qparams``        own observer (it requantizes), shared with its input (it
+                   only moves data), or float (XNNPACK has no int8 kernel)
+``fused``          activations XNNPACK fuses after it as an output clamp
+``checks``         each returns why XNNPACK cannot run a node, or None
+``reference``      the reference kernel and its parameter mapping, or
+                   ``no_reference`` with the reason it has none
+``partitioner``    the ExecuTorch partitioner configs that claim it, and the
+                   edge-dialect ops it becomes (``edge_ops``)
+=================  ===========================================================
+
+Both IRs at a glance:
 
 =============  ==========================================  ===========================================
-pattern        training IR (``torch.export.export``)       core ATen IR (``run_decompositions()``)
+record         training IR (``torch.export.export``)       core ATen IR (``run_decompositions()``)
 =============  ==========================================  ===========================================
 linear         ``linear(x, w, b)``                         ``addmm(b, x, permute(w))``, ``mm(x, permute(w))``
 conv           ``conv1d``, ``conv2d`` (+ ``.padding``)     ``convolution(transposed=False)``
 conv_transpose ``conv_transpose1d``, ``conv_transpose2d``  ``convolution(transposed=True)``
-add / mul      ``add.Tensor``, ``add_.Tensor``, ``mul``    same
+add, sub, mul  ``add.Tensor``, ``add_.Tensor``, ...        same
 max_pool       ``max_pool2d``                              ``max_pool2d_with_indices`` → ``getitem(0)``
 mean           ``adaptive_avg_pool2d(1)``, ``mean.dim``    ``mean.dim(keepdim=True)``
 =============  ==========================================  ===========================================
 
-The generic annotator in :mod:`.annotate` is the only code that reads this table.
-The seed is ``torch/ao/quantization/backend_config/_qnnpack_pt2e.py``.
+Adding an op is one record here plus one case in ``tests/quantizer/cases.py``;
+the guard tests fail when either is missing.  The seed is
+``torch/ao/quantization/backend_config/_qnnpack_pt2e.py``.
 """
 
 from __future__ import annotations
@@ -26,140 +51,213 @@ from __future__ import annotations
 import enum
 import operator
 from dataclasses import dataclass, field
-from typing import Callable, Optional
+from typing import Callable, Mapping, Optional
 
 import torch
 from torch.fx import Node
 
+from .graph import TRANSPOSES, is_transposed_constant, schema_args, shape
+
 aten = torch.ops.aten
+
+Check = Callable[[Node], Optional[str]]
 
 
 class Role(enum.Enum):
-    """What an argument of a pattern is, and so which spec of the config it gets."""
+    """What an argument of an op is, and so which spec of the config it gets."""
 
     ACT = "activation"
     WEIGHT = "weight"
     BIAS = "bias"
 
 
+class QParams(enum.Enum):
+    """How a record's output gets its quantization parameters."""
+
+    OWN = "own observer"  # the op requantizes: its output is observed on its own
+    SHARED = "shared with input"  # the op moves data: output carries the input's qparams
+    FLOAT = "float"  # XNNPACK has no int8 kernel: the op is left float
+
+
 @dataclass(frozen=True)
 class Arg:
-    """One argument of an anchor op.
+    """One argument of an op, by schema name.
 
     Attributes:
-        index: positional index in ``node.args``.
+        name: the schema argument name (``"mat2"`` of ``addmm``).
         role: activation, weight or bias.
         axis: the weight's output-channel axis, where its per-channel observer goes.
-        through: ops that may stand between the argument's source and the anchor
-            when they come from the same source call (``node.meta["source_fn_stack"]``).
-            A weight is observed *before* the core IR's ``permute(w, [1, 0])``, on the
-            parameter itself, so its channel axis stays ``axis`` and the transposed
-            constant folds away after convert.  An activation is observed before the
-            ``view`` that flattens a 3-D linear input, so XNNPACK sees one linear.
+        through: ops that may stand between the argument's source and the op when
+            they come from the same source call.  An activation is observed before
+            the ``view`` that flattens a 3-D linear input, so XNNPACK sees one linear.
+        transposed: the weight reaches the op through a 2-D transpose of the
+            parameter (core IR ``permute(w, [1, 0])``).  It is observed on the
+            parameter itself, so its channel axis stays ``axis`` and the transpose
+            folds away after convert; the reference kernel gets the ``[OC, IC]`` weight.
+        is_list: the argument is a list of tensors (``cat``).
     """
 
-    index: int
+    name: str
     role: Role
     axis: int = 0
     through: frozenset = frozenset()
-
-
-def _ok(node: Node) -> Optional[str]:
-    return None
+    transposed: bool = False
+    is_list: bool = False
 
 
 @dataclass(frozen=True)
-class Pattern:
-    """A compute pattern: an anchor op, its arguments' roles and what may be fused after it.
+class Reference:
+    """How a record lowers to a reference kernel ``torch.ops.xnnquant.<kernel>``.
+
+    ``kernel=None`` means the op only moves int8 codes (its qparams are shared),
+    so the ATen op itself, applied to the codes, is the reference.
 
     Attributes:
-        name: stable identifier used in reports and tests.
-        targets: every ATen spelling of the anchor, both IRs, in-place variants included.
-        args: roles of the anchor's arguments.
-        fused: activations observed only after themselves when they are the anchor's
-            sole user (XNNPACK fuses them into the anchor as an output clamp).
-        applies: distinguishes entries sharing a target (e.g. transposed convolution).
-        check: returns why XNNPACK cannot run this node in int8, or ``None``.
+        kernel: the kernel's op name in the ``xnnquant`` namespace, or None.
+        params: ``(kernel parameter, schema argument name)`` pairs, in kernel order.
+        requantizes: False when the kernel takes no qparams because input and
+            output share them (max pooling, standalone clamps).
+        fuses_activation: a following clamp-like activation becomes the output clamp.
+        rewrite_args: per target, a hook given the schema arguments and the weight's
+            shape that returns them in the form ``params`` expects, or a string
+            saying why it cannot (``padding="same"`` spelled as numbers).
+    """
+
+    kernel: Optional[str]
+    params: tuple = ()
+    requantizes: bool = True
+    fuses_activation: bool = True
+    rewrite_args: Mapping = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Spelling:
+    """One way an op is written in an export IR: its targets and the roles of its arguments.
+
+    Attributes:
+        targets: ATen overloads that share one schema layout (in-place variants included).
+        args: the roles of the arguments that carry tensors, in kernel order.
+        checks: reasons XNNPACK cannot run this spelling (on top of the record's checks).
+        bounds: for a clamp-like activation, ``(lower, upper)``: each a constant, a
+            schema argument name that holds it, or None for unbounded.
+        output_index: the op returns a tuple and ``getitem(node, output_index)`` is
+            its tensor (``max_pool2d_with_indices``).
+    """
+
+    targets: frozenset
+    args: tuple = ()
+    checks: tuple = ()
+    bounds: Optional[tuple] = None
+    output_index: Optional[int] = None
+
+
+@dataclass(frozen=True)
+class OpRecord:
+    """Everything xnnquant knows about one XNNPACK op.
+
+    Attributes:
+        name: stable identifier used in reports, tests and pattern counts.
+        spellings: the ATen spellings in both IRs.
+        qparams: :class:`QParams` rule for the output.
+        fused: activations observed only after themselves when they are the op's
+            sole user (XNNPACK fuses them as an output clamp).
+        checks: each returns why XNNPACK cannot run a node in int8, or None.
+        applies: distinguishes records sharing a target (transposed convolution).
         dynamic: quantized under a dynamic config too (XNNPACK's dynamic kernels).
-        dynamic_check: like ``check``, for dynamic configs only.
-        quantize_output: whether the anchor's (or fused activation's) output is observed.
-        output_through: ops after the anchor that belong to it when they come from the
-            same source call (the ``view`` that restores a 3-D linear output); the
-            output observer goes after them.
-        folds: ops right after the anchor that torchao folds into it (a train-mode
-            batch norm under QAT); the output observer goes after them.
+        dynamic_checks: like ``checks``, for dynamic configs only.
+        output_through: ops after the op that belong to it when they come from the
+            same source call (the ``view`` restoring a 3-D linear output); the output
+            observer goes after them.
+        folds: ops right after the op that torchao folds into it (a train-mode batch
+            norm under QAT); the output observer goes after them.
+        scalar_forms: overloads with a Python-number operand and the tensor overload
+            they become once the number is lifted to a constant.
+        reference: the reference kernel, or None with ``no_reference`` saying why.
+        reason: for a ``FLOAT`` record, why XNNPACK runs it in fp32 only.
+        partitioner: names of the ExecuTorch XNNPACK partitioner configs that claim it.
+        edge_ops: the edge-dialect ops (``name.overload``) it becomes when lowered.
+        delegated: where the lowering puts it: True inside the XNNPACK delegate;
+            otherwise the :class:`~xnnquant.passes.report.DelegationReport` reason
+            category it is reported outside with.
     """
 
     name: str
-    targets: frozenset
-    args: tuple
+    spellings: tuple
+    qparams: QParams
     fused: frozenset = frozenset()
+    checks: tuple = ()
     applies: Callable[[Node], bool] = field(default=lambda node: True)
-    check: Callable[[Node], Optional[str]] = _ok
     dynamic: bool = False
-    dynamic_check: Callable[[Node], Optional[str]] = _ok
-    quantize_output: bool = True
+    dynamic_checks: tuple = ()
     output_through: frozenset = frozenset()
     folds: frozenset = frozenset()
+    scalar_forms: Mapping = field(default_factory=dict)
+    reference: Optional[Reference] = None
+    no_reference: str = ""
+    reason: str = ""
+    partitioner: tuple = ()
+    edge_ops: tuple = ()
+    delegated: object = True
+
+    @property
+    def targets(self) -> frozenset:
+        """Every ATen overload of every spelling."""
+        return frozenset().union(*(s.targets for s in self.spellings))
+
+    def spelling(self, target) -> Spelling:
+        """The spelling that holds ``target``."""
+        return next(s for s in self.spellings if target in s.targets)
+
+    def args_of(self, target) -> tuple:
+        """The :class:`Arg` roles of ``target``'s spelling."""
+        return self.spelling(target).args
+
+    def why_not(self, node: Node, *, dynamic: bool = False) -> Optional[str]:
+        """The first reason XNNPACK cannot run ``node`` in int8, or None."""
+        checks = (*self.spelling(node.target).checks, *self.checks,
+                  *(self.dynamic_checks if dynamic else ()))
+        for check in checks:
+            reason = check(node)
+            if reason is not None:
+                return reason
+        return None
 
 
-@dataclass(frozen=True)
-class SharedOp:
-    """An op whose output must carry its input's qparams.
+# --------------------------------------------------------------------------- op sets
 
-    Attributes:
-        targets: the op's spellings.
-        list_input: the tensors come as a list in ``args[0]`` (``cat``).
-        tuple_output: the op returns a tuple and ``getitem(node, 0)`` is the tensor
-            that shares (``max_pool2d_with_indices``).
-        check: returns why XNNPACK cannot run this node in int8, or ``None``.
-    """
-
-    name: str
-    targets: frozenset
-    list_input: bool = False
-    tuple_output: bool = False
-    check: Callable[[Node], Optional[str]] = _ok
+VIEWS = frozenset({aten.view.default, aten.reshape.default, aten._unsafe_view.default})
+#: What QAT graphs hold after a conv: torchao's prepare_qat_pt2e folds it into the conv.
+BATCH_NORMS = frozenset({aten.batch_norm.default, aten._native_batch_norm_legit.default,
+                         aten.cudnn_batch_norm.default})
+RELU = frozenset({aten.relu.default, aten.relu_.default})
+HARDTANH = frozenset({aten.hardtanh.default, aten.hardtanh_.default})
+#: What XNNPACK fuses into conv/linear: relu and hardtanh.  ``clamp`` and ``relu6``
+#: after a conv/linear are respelled as these by ``RewriteClamp``.
+CLAMPS = RELU | HARDTANH
 
 
 # --------------------------------------------------------------------------- checks
 
-TRANSPOSES = frozenset({aten.permute.default, aten.t.default, aten.transpose.int})
-VIEWS = frozenset({aten.view.default, aten.reshape.default, aten._unsafe_view.default})
-# What QAT graphs hold after a conv: torchao's prepare_qat_pt2e folds it into the conv.
-BATCH_NORMS = frozenset({aten.batch_norm.default, aten._native_batch_norm_legit.default,
-                         aten.cudnn_batch_norm.default})
-RELU = frozenset({aten.relu.default, aten.relu_.default})
-BOUNDED = frozenset({aten.hardtanh.default, aten.hardtanh_.default})
-CLAMPS = RELU | BOUNDED
 
-
-def _shape(node) -> Optional[torch.Size]:
-    val = node.meta.get("val") if isinstance(node, Node) else None
-    return getattr(val, "shape", None)
+def _conv_groups(node: Node) -> int:
+    return int(schema_args(node).get("groups", 1))
 
 
 def _is_transposed_convolution(node: Node) -> bool:
     if node.target == aten.convolution.default:
-        return bool(node.args[6])
+        return bool(schema_args(node)["transposed"])
     return node.target in (aten.conv_transpose1d.default, aten.conv_transpose2d.input)
 
 
-def _conv_groups(node: Node) -> int:
-    # conv{1,2}d and conv_transpose{1,2}d both take groups at index 6.
-    index = 8 if node.target == aten.convolution.default else 6
-    return int(node.args[index]) if len(node.args) > index else int(node.kwargs.get("groups", 1))
-
-
-def _check_conv(node: Node) -> Optional[str]:
-    weight_shape = _shape(node.args[1])
+def _check_conv_rank(node: Node) -> Optional[str]:
+    weight_shape = shape(schema_args(node)["weight"])
     if weight_shape is not None and len(weight_shape) > 4:
         return "XNNPACK runs only 1-D and 2-D convolutions"
     return None
 
 
 def _check_dynamic_conv(node: Node) -> Optional[str]:
-    weight_shape = _shape(node.args[1])
+    weight_shape = shape(schema_args(node)["weight"])
     if weight_shape is None:
         return None
     groups = _conv_groups(node)
@@ -168,38 +266,48 @@ def _check_dynamic_conv(node: Node) -> Optional[str]:
     return None
 
 
-def _check_conv_transpose(node: Node) -> Optional[str]:
+def _check_conv_transpose_groups(node: Node) -> Optional[str]:
     if _conv_groups(node) > 1:
         return ("XNNPACK has no per-channel int8 transposed convolution with groups > 1 "
                 "(its per-channel axis would be the input channel)")
-    return _check_conv(node)
+    return None
+
+
+def _check_output_padding(node: Node) -> Optional[str]:
+    if any(schema_args(node).get("output_padding") or ()):
+        return "output_padding is only meaningful for transposed convolution"
+    return None
+
+
+def _check_unit_scales(node: Node) -> Optional[str]:
+    args = schema_args(node)
+    bad = {k: args[k] for k in ("alpha", "beta") if k in args and args[k] != 1}
+    return f"scaled form {bad} is not a linear (XNNPACK needs alpha = beta = 1)" if bad else None
 
 
 def _check_linear_weight(node: Node) -> Optional[str]:
-    """``mm``/``addmm`` are linear only when their right operand is a transposed constant."""
-    weight = node.args[1] if node.target == aten.mm.default else node.args[2]
-    while isinstance(weight, Node) and weight.target in TRANSPOSES:
-        weight = weight.args[0]
-    if not (isinstance(weight, Node) and weight.op == "get_attr"):
+    """``mm``/``addmm`` are a linear only when their right operand is a transposed constant."""
+    if not is_transposed_constant(schema_args(node)["mat2"]):
         return "matrix product of two activations: XNNPACK runs batch matmul in fp32 only"
     return None
 
 
 def _check_binary(node: Node) -> Optional[str]:
-    if "alpha" in node.kwargs and node.kwargs["alpha"] != 1:
-        return "add with alpha != 1 is not supported by XNNPACK"
-    for arg in node.args[:2]:
-        if not isinstance(arg, Node):
-            return "scalar operand was not lifted to a tensor (run transform_for_annotation)"
-    shapes = [_shape(a) for a in node.args[:2]]
-    if any(s is not None and len(s) > 4 for s in shapes):
+    args = schema_args(node)
+    if args.get("alpha", 1) != 1:
+        return "alpha != 1 is not supported by XNNPACK"
+    operands = [args["self"], args["other"]]
+    if not all(isinstance(a, Node) for a in operands):
+        return "scalar operand was not lifted to a tensor (run transform_for_annotation)"
+    if any(s is not None and len(s) > 4 for s in map(shape, operands)):
         return "XNNPACK binary ops take tensors of rank <= 4"
     return None
 
 
 def _check_max_pool(node: Node) -> Optional[str]:
-    kernel = list(node.args[1])
-    stride = list(node.args[2]) if len(node.args) > 2 and node.args[2] else kernel
+    args = schema_args(node)
+    kernel = list(args["kernel_size"])
+    stride = list(args["stride"]) or kernel
     kernel = kernel * 2 if len(kernel) == 1 else kernel
     stride = stride * 2 if len(stride) == 1 else stride
     if any(s > k for s, k in zip(stride, kernel)):
@@ -207,162 +315,300 @@ def _check_max_pool(node: Node) -> Optional[str]:
     return None
 
 
-def _check_mean(node: Node) -> Optional[str]:
-    shape = _shape(node.args[0])
-    if shape is None or len(shape) != 4:
+def spatial_mean_reason(node: Node) -> Optional[str]:
+    """Why a ``mean.dim`` is not over the two spatial dims of a 4-D tensor, or None if it is."""
+    args = schema_args(node)
+    in_shape = shape(args["self"])
+    if in_shape is None or len(in_shape) != 4:
         return "XNNPACK averages only 4-D tensors in int8"
-    dims = sorted(d % 4 for d in node.args[1])
-    if dims != [2, 3]:
+    if sorted(d % 4 for d in args["dim"] or ()) != [2, 3]:
         return "XNNPACK int8 mean runs only over the two spatial dims (2, 3)"
-    keepdim = len(node.args) > 2 and bool(node.args[2])
-    if not keepdim:
+    return None
+
+
+def _check_global_mean(node: Node) -> Optional[str]:
+    """XNNPACK's int8 mean is global average pooling: the two spatial dims of a 4-D tensor, keepdim."""
+    args = schema_args(node)
+    if "output_size" in args:
+        if list(args["output_size"]) not in ([1, 1], [1]):
+            return "XNNPACK runs adaptive_avg_pool2d in int8 only to a 1x1 output"
+        return None
+    reason = spatial_mean_reason(node)
+    if reason is not None:
+        return reason
+    if not args["keepdim"]:
         return "XNNPACK int8 mean needs keepdim=True (the quantizer rewrites this before annotating)"
     return None
 
 
-def _check_adaptive_avg_pool(node: Node) -> Optional[str]:
-    if list(node.args[1]) not in ([1, 1], [1]):
-        return "XNNPACK runs adaptive_avg_pool2d in int8 only to a 1x1 output"
-    return None
+# --------------------------------------------------------------------------- reference args
+
+
+def _numeric_padding(args: Mapping, weight_shape: Optional[tuple]):
+    """``conv*d.padding``: spell ``"valid"``/``"same"`` as the symmetric padding list.
+
+    ``"same"`` pads ``dilation·(k−1)`` in total per spatial dim; torch puts an
+    odd remainder on the far side, which a symmetric padding list cannot say,
+    so that case has no reference.
+    """
+    if weight_shape is None:
+        return "padding given as a string and the weight shape is unknown"
+    kernel = list(weight_shape[2:])
+    dilation = list(args["dilation"]) * (len(kernel) if len(args["dilation"]) == 1 else 1)
+    if args["padding"] == "valid":
+        padding = [0] * len(kernel)
+    else:
+        totals = [d * (k - 1) for d, k in zip(dilation, kernel)]
+        if any(t % 2 for t in totals) or any(s != 1 for s in args["stride"]):
+            return f"padding='same' with kernel {kernel}, dilation {dilation} is asymmetric"
+        padding = [t // 2 for t in totals]
+    return {**args, "padding": padding}
 
 
 # --------------------------------------------------------------------------- the table
 
-_CONV = frozenset({
-    aten.conv1d.default, aten.conv2d.default, aten.conv1d.padding, aten.conv2d.padding,
-    aten.convolution.default,
-})
-_CONV_TRANSPOSE = frozenset({
-    aten.conv_transpose1d.default, aten.conv_transpose2d.input, aten.convolution.default,
-})
-_GEMM_ARGS = (Arg(0, Role.ACT), Arg(1, Role.WEIGHT, axis=0), Arg(2, Role.BIAS))
+_ACT = Arg("input", Role.ACT)
+_GEMM = (_ACT, Arg("weight", Role.WEIGHT, axis=0), Arg("bias", Role.BIAS))
+_BINARY = (Arg("self", Role.ACT), Arg("other", Role.ACT))
+_SELF = (Arg("self", Role.ACT),)
+_CONV_PARAMS = (("stride", "stride"), ("padding", "padding"), ("dilation", "dilation"),
+                ("groups", "groups"))
+_POOL_PARAMS = (("kernel_size", "kernel_size"), ("stride", "stride"), ("padding", "padding"),
+                ("dilation", "dilation"), ("ceil_mode", "ceil_mode"))
+_ON_CODES = Reference(kernel=None)
 
-PATTERNS: tuple[Pattern, ...] = (
-    Pattern(
-        name="linear",
-        targets=frozenset({aten.linear.default}),
-        args=_GEMM_ARGS,
+
+def _shared(name: str, targets, *, args=_SELF, partitioner=(), edge_ops=(), checks=(),
+            reference: Reference = _ON_CODES, **kw) -> OpRecord:
+    """A record for an op that keeps its input's qparams."""
+    return OpRecord(name, (Spelling(frozenset(targets), args),), QParams.SHARED, checks=checks,
+                    reference=reference, partitioner=partitioner, edge_ops=edge_ops, **kw)
+
+
+def _float(name: str, targets, reason: str, *, partitioner=(), edge_ops=(),
+           delegated: object = True) -> OpRecord:
+    """A record for an op XNNPACK runs in fp32 only (inside the delegate unless ``delegated`` says)."""
+    return OpRecord(name, (Spelling(frozenset(targets)),), QParams.FLOAT, reason=reason,
+                    no_reference="it runs in float (XNNPACK has no int8 kernel for it)",
+                    partitioner=partitioner, edge_ops=edge_ops, delegated=delegated)
+
+
+_NOT_A_LINEAR = (_check_unit_scales, _check_linear_weight)
+
+RECORDS: tuple = (
+    OpRecord(
+        "linear",
+        (
+            Spelling(frozenset({aten.linear.default}), _GEMM),
+            Spelling(frozenset({aten.addmm.default}),
+                     (Arg("mat1", Role.ACT, through=VIEWS),
+                      Arg("mat2", Role.WEIGHT, axis=0, transposed=True), Arg("self", Role.BIAS)),
+                     checks=_NOT_A_LINEAR),
+            Spelling(frozenset({aten.mm.default}),
+                     (Arg("self", Role.ACT, through=VIEWS),
+                      Arg("mat2", Role.WEIGHT, axis=0, transposed=True)),
+                     checks=_NOT_A_LINEAR),
+        ),
+        QParams.OWN,
         fused=CLAMPS,
-        dynamic=True,
-    ),
-    Pattern(
-        name="addmm",
-        targets=frozenset({aten.addmm.default}),
-        args=(Arg(0, Role.BIAS), Arg(1, Role.ACT, through=VIEWS),
-              Arg(2, Role.WEIGHT, axis=0, through=TRANSPOSES)),
-        fused=CLAMPS,
-        check=_check_linear_weight,
         dynamic=True,
         output_through=VIEWS,
+        reference=Reference("quantized_linear"),
+        partitioner=("LinearConfig", "AddmmConfig", "MMConfig"),
+        edge_ops=("linear.default", "addmm.default", "mm.default"),
     ),
-    Pattern(
-        name="mm",
-        targets=frozenset({aten.mm.default}),
-        args=(Arg(0, Role.ACT, through=VIEWS), Arg(1, Role.WEIGHT, axis=0, through=TRANSPOSES)),
+    OpRecord(
+        "conv",
+        (
+            Spelling(frozenset({aten.conv1d.default, aten.conv2d.default,
+                                aten.conv1d.padding, aten.conv2d.padding}), _GEMM),
+            Spelling(frozenset({aten.convolution.default}), _GEMM,
+                     checks=(_check_output_padding,)),
+        ),
+        QParams.OWN,
         fused=CLAMPS,
-        check=_check_linear_weight,
-        dynamic=True,
-        output_through=VIEWS,
-    ),
-    Pattern(
-        name="conv",
-        targets=_CONV,
-        args=_GEMM_ARGS,
-        fused=CLAMPS,
+        checks=(_check_conv_rank,),
         applies=lambda node: not _is_transposed_convolution(node),
-        check=_check_conv,
         dynamic=True,
-        dynamic_check=_check_dynamic_conv,
+        dynamic_checks=(_check_dynamic_conv,),
         folds=BATCH_NORMS,
+        reference=Reference("quantized_conv", params=_CONV_PARAMS, rewrite_args={
+            aten.conv1d.padding: _numeric_padding, aten.conv2d.padding: _numeric_padding}),
+        partitioner=("ConvolutionConfig",),
+        edge_ops=("convolution.default",),
     ),
-    Pattern(
-        name="conv_transpose",
-        targets=_CONV_TRANSPOSE,
-        args=(Arg(0, Role.ACT), Arg(1, Role.WEIGHT, axis=1), Arg(2, Role.BIAS)),
+    OpRecord(
+        "conv_transpose",
+        (Spelling(frozenset({aten.conv_transpose1d.default, aten.conv_transpose2d.input,
+                             aten.convolution.default}),
+                  (_ACT, Arg("weight", Role.WEIGHT, axis=1), Arg("bias", Role.BIAS))),),
+        QParams.OWN,
         fused=CLAMPS,
+        checks=(_check_conv_transpose_groups, _check_conv_rank),
         applies=_is_transposed_convolution,
-        check=_check_conv_transpose,
+        no_reference="transposed convolution has no reference kernel yet; the delegate's "
+                     "output is checked against the converted graph only",
+        partitioner=("ConvolutionConfig",),
+        edge_ops=("convolution.default",),
     ),
-    Pattern(
-        name="add",
-        targets=frozenset({aten.add.Tensor, aten.add_.Tensor}),
-        args=(Arg(0, Role.ACT), Arg(1, Role.ACT)),
+    OpRecord(
+        "add",
+        (Spelling(frozenset({aten.add.Tensor, aten.add_.Tensor}), _BINARY),),
+        QParams.OWN,
         fused=RELU,  # XNNPACK's add fuses relu only; a following hardtanh shares instead
-        check=_check_binary,
+        checks=(_check_binary,),
+        scalar_forms={aten.add.Scalar: aten.add.Tensor},
+        reference=Reference("quantized_add"),
+        partitioner=("AddConfig",),
+        edge_ops=("add.Tensor",),
     ),
-    Pattern(
-        name="sub",
-        targets=frozenset({aten.sub.Tensor, aten.sub_.Tensor}),
-        args=(Arg(0, Role.ACT), Arg(1, Role.ACT)),
-        check=_check_binary,
+    OpRecord(
+        "sub",
+        (Spelling(frozenset({aten.sub.Tensor, aten.sub_.Tensor}), _BINARY),),
+        QParams.OWN,
+        checks=(_check_binary,),
+        scalar_forms={aten.sub.Scalar: aten.sub.Tensor},
+        reference=Reference("quantized_sub"),
+        partitioner=("SubConfig",),
+        edge_ops=("sub.Tensor",),
     ),
-    Pattern(
-        name="mul",
-        targets=frozenset({aten.mul.Tensor, aten.mul_.Tensor}),
-        args=(Arg(0, Role.ACT), Arg(1, Role.ACT)),
-        check=_check_binary,
+    OpRecord(
+        "mul",
+        (Spelling(frozenset({aten.mul.Tensor, aten.mul_.Tensor}), _BINARY),),
+        QParams.OWN,
+        checks=(_check_binary,),
+        scalar_forms={aten.mul.Scalar: aten.mul.Tensor},
+        reference=Reference("quantized_mul"),
+        partitioner=("MulConfig",),
+        edge_ops=("mul.Tensor",),
     ),
-)
-
-SHARED_OPS: tuple[SharedOp, ...] = (
-    SharedOp("view", frozenset({
+    _shared("view", {
         aten.view.default, aten.reshape.default, aten._unsafe_view.default,
         aten.flatten.using_ints, aten.squeeze.dim, aten.squeeze.dims, aten.squeeze.default,
         aten.unsqueeze.default, aten.view_copy.default, aten.squeeze_copy.dims,
         aten.unsqueeze_copy.default,
-    })),
-    SharedOp("permute", frozenset({aten.permute.default, aten.transpose.int, aten.t.default,
-                                   aten.permute_copy.default})),
-    SharedOp("slice", frozenset({aten.slice.Tensor, aten.slice_copy.Tensor})),
-    SharedOp("clone", frozenset({aten.clone.default, aten.contiguous.default})),
-    SharedOp("cat", frozenset({aten.cat.default, aten.concat.default}), list_input=True),
-    SharedOp("max_pool", frozenset({aten.max_pool2d.default}), check=_check_max_pool),
-    SharedOp(
+    }, partitioner=("ViewCopyConfig", "UnsqueezeCopyConfig"),
+        edge_ops=("view_copy.default", "squeeze_copy.dims", "unsqueeze_copy.default")),
+    _shared("permute", {aten.permute.default, aten.transpose.int, aten.t.default,
+                        aten.permute_copy.default},
+            partitioner=("PermuteConfig",), edge_ops=("permute_copy.default",)),
+    _shared("slice", {aten.slice.Tensor, aten.slice_copy.Tensor},
+            partitioner=("SliceCopyConfig",), edge_ops=("slice_copy.Tensor",)),
+    _shared("clone", {aten.clone.default, aten.contiguous.default},
+            partitioner=("CloneConfig", "CloneDimOrderConfig"),
+            edge_ops=("clone.default", "_clone_dim_order.default")),
+    _shared("cat", {aten.cat.default, aten.concat.default},
+            args=(Arg("tensors", Role.ACT, is_list=True),),
+            partitioner=("CatConfig",), edge_ops=("cat.default",)),
+    OpRecord(
         "max_pool",
-        frozenset({aten.max_pool2d_with_indices.default}),
-        tuple_output=True,
-        check=_check_max_pool,
+        (Spelling(frozenset({aten.max_pool2d.default}), _SELF),
+         Spelling(frozenset({aten.max_pool2d_with_indices.default}), _SELF, output_index=0)),
+        QParams.SHARED,
+        checks=(_check_max_pool,),
+        reference=Reference("quantized_max_pool2d", params=_POOL_PARAMS, requantizes=False),
+        partitioner=("MaxPool2dConfig",),
+        edge_ops=("max_pool2d.default",),
     ),
-    SharedOp("mean", frozenset({aten.mean.dim}), check=_check_mean),
-    SharedOp("mean", frozenset({aten.adaptive_avg_pool2d.default}), check=_check_adaptive_avg_pool),
+    _shared("mean", {aten.mean.dim, aten.adaptive_avg_pool2d.default,
+                     aten._adaptive_avg_pool2d.default},
+            checks=(_check_global_mean,),
+            reference=Reference("quantized_mean_hw", fuses_activation=False),
+            partitioner=("MeanDimConfig",), edge_ops=("mean.dim",)),
     # Standalone clamps are exact in int8 when they keep their input's qparams.
-    SharedOp("relu", RELU),
-    SharedOp("hardtanh", frozenset({aten.hardtanh.default, aten.hardtanh_.default,
-                                    aten.relu6.default, aten.clamp.default})),
+    OpRecord(
+        "relu",
+        (Spelling(RELU, _SELF, bounds=(0.0, None)),),
+        QParams.SHARED,
+        reference=Reference("quantized_clamp", requantizes=False, fuses_activation=False),
+        partitioner=("ReLUConfig",),
+        edge_ops=("relu.default",),
+    ),
+    OpRecord(
+        "hardtanh",
+        (Spelling(HARDTANH, _SELF, bounds=("min_val", "max_val")),
+         Spelling(frozenset({aten.relu6.default, aten.relu6_.default}), _SELF, bounds=(0.0, 6.0)),
+         Spelling(frozenset({aten.clamp.default}), _SELF, bounds=("min", "max"))),
+        QParams.SHARED,
+        reference=Reference("quantized_clamp", requantizes=False, fuses_activation=False),
+        partitioner=("HardtanhConfig", "ClampConfig"),
+        edge_ops=("hardtanh.default", "clamp.default"),
+    ),
+    _float("sigmoid", {aten.sigmoid.default},
+           "XNNPACK runs sigmoid in fp32 only (no int8 kernel in ExecuTorch's partitioner)",
+           partitioner=("SigmoidConfig",), edge_ops=("sigmoid.default",)),
+    _float("tanh", {aten.tanh.default},
+           "XNNPACK runs tanh in fp32 only (no int8 kernel in ExecuTorch's partitioner)",
+           partitioner=("TanhConfig",), edge_ops=("tanh.default",)),
+    _float("softmax", {aten.softmax.int, aten._softmax.default},
+           "XNNPACK runs softmax in fp32 only (its qs8 softmax is rejected at load)",
+           partitioner=("SoftmaxConfig",), edge_ops=("_softmax.default",)),
+    _float("pad", {aten.constant_pad_nd.default, aten.pad.default},
+           "XNNPACK runs constant_pad_nd in fp32 only (no int8 pad in ExecuTorch's partitioner)",
+           partitioner=("ConstantPadConfig",), edge_ops=("constant_pad_nd.default",)),
+    _float("avg_pool2d", {aten.avg_pool2d.default},
+           "XNNPACK runs avg_pool2d in fp32 only (its qs8 average pooling is rejected)",
+           partitioner=("AvgPoolingConfig",), edge_ops=("avg_pool2d.default",)),
+    _float("gelu", {aten.gelu.default},
+           "XNNPACK runs gelu in fp32 only (no int8 kernel in ExecuTorch's partitioner)",
+           partitioner=("GeluConfig",), edge_ops=("gelu.default",)),
+    _float("hardswish", {aten.hardswish.default, aten.hardswish_.default},
+           "XNNPACK runs hardswish in fp32 only (no int8 kernel in ExecuTorch's partitioner)",
+           partitioner=("HardswishConfig",), edge_ops=("hardswish.default",)),
+    _float("layer_norm", {aten.layer_norm.default, aten.native_layer_norm.default},
+           "XNNPACK has no layer_norm, in int8 or fp32",
+           edge_ops=("native_layer_norm.default",), delegated="unsupported op"),
+    _float("bmm", {aten.bmm.default, aten.matmul.default},
+           "XNNPACK runs batch matmul in fp32 only (its qs8 x qs8 bmm is rejected)",
+           partitioner=("BMMConfig",), edge_ops=("bmm.default",)),
 )
-
-#: Ops XNNPACK runs only in fp32: left float, with this reason in the report.
-FLOAT_ONLY: dict = {
-    aten.sigmoid.default: "XNNPACK runs sigmoid in fp32 only (no int8 kernel in the delegate)",
-    aten.tanh.default: "XNNPACK runs tanh in fp32 only (no int8 kernel in the delegate)",
-    aten.softmax.int: "XNNPACK runs softmax in fp32 only (no int8 kernel in the delegate)",
-    aten._softmax.default: "XNNPACK runs softmax in fp32 only (no int8 kernel in the delegate)",
-    aten.constant_pad_nd.default: "XNNPACK runs constant_pad_nd in fp32 only",
-    aten.pad.default: "XNNPACK runs pad in fp32 only",
-    aten.avg_pool2d.default: "XNNPACK runs avg_pool2d in fp32 only",
-    aten._adaptive_avg_pool2d.default: "XNNPACK runs adaptive_avg_pool2d to sizes other than 1x1 in fp32 only",
-    aten.gelu.default: "XNNPACK runs gelu in fp32 only",
-    aten.hardswish.default: "XNNPACK runs hardswish in fp32 only",
-    aten.layer_norm.default: "XNNPACK has no int8 layer_norm",
-    aten.bmm.default: "XNNPACK runs batch matmul in fp32 only",
-    aten.matmul.default: "XNNPACK runs batch matmul in fp32 only",
-}
 
 #: Nodes that carry no computation of their own and are not reported as ops.
 BOOKKEEPING = frozenset({operator.getitem, aten.sym_size.int})
 
+_BY_NAME = {r.name: r for r in RECORDS}
+_BY_TARGET: dict = {}
+for _record in RECORDS:
+    for _target in _record.targets:
+        _BY_TARGET.setdefault(_target, []).append(_record)
 
-def find_pattern(node: Node) -> Optional[Pattern]:
-    """The first entry of :data:`PATTERNS` that covers ``node``, if any."""
-    for pattern in PATTERNS:
-        if node.target in pattern.targets and pattern.applies(node):
-            return pattern
+
+def record(name: str) -> OpRecord:
+    """The record called ``name``."""
+    return _BY_NAME[name]
+
+
+def record_for(node: Node) -> Optional[OpRecord]:
+    """The record that covers ``node`` (its target, and its ``applies`` test), if any."""
+    if node.op != "call_function":
+        return None
+    for candidate in _BY_TARGET.get(node.target, ()):
+        if candidate.applies(node):
+            return candidate
     return None
 
 
-def find_shared(node: Node) -> Optional[SharedOp]:
-    """The entry of :data:`SHARED_OPS` that covers ``node``, if any."""
-    for shared in SHARED_OPS:
-        if node.target in shared.targets:
-            return shared
-    return None
+def records_with(qparams: QParams) -> tuple:
+    """The records whose qparams rule is ``qparams``, in table order."""
+    return tuple(r for r in RECORDS if r.qparams is qparams)
+
+
+def targets_of(records) -> frozenset:
+    """Every ATen target of ``records``."""
+    return frozenset().union(*(r.targets for r in records))
+
+
+#: Ops that keep their input's qparams, with their edge-dialect names.
+SHARED_TARGETS = targets_of(records_with(QParams.SHARED))
+SHARED_EDGE_OPS = frozenset(op for r in records_with(QParams.SHARED) for op in r.edge_ops)
+#: Ops the quantizer fuses an activation into (``RewriteClamp`` respells clamps after them),
+#: with the ops between such an op and its activation (the view after a 3-D linear).
+FUSING_TARGETS = targets_of(r for r in RECORDS if HARDTANH <= r.fused)
+FUSING_TAILS = frozenset().union(*(r.output_through for r in RECORDS if HARDTANH <= r.fused))
+#: target → (lower, upper) bound spec, for every clamp-like activation spelling.
+ACTIVATION_BOUNDS: dict = {
+    t: s.bounds for r in RECORDS for s in r.spellings if s.bounds is not None for t in s.targets
+}
+#: Overloads with a Python-number operand → the tensor overload (``LiftScalarOperands``).
+SCALAR_FORMS: dict = {k: v for r in RECORDS for k, v in r.scalar_forms.items()}
+LIFTED_TARGETS = targets_of(r for r in RECORDS if r.scalar_forms) | frozenset(SCALAR_FORMS)

@@ -31,12 +31,12 @@ from torchao.quantization.pt2e.quantizer import (
 )
 from torchao.quantization.pt2e.quantizer.quantizer import Q_ANNOTATION_KEY
 
-from xnnquant.passes.pipeline import ANNOTATION_PASSES, run_pipeline
-
-from .annotate import annotate_graph, op_name
-from .patterns import find_pattern, find_shared
+from .annotate import annotate_graph
+from .graph import op_name, schema_args
+from .patterns import QParams, Role, record_for
 from .report import AnnotationReport
 from .specs import MIN_SCALE, QuantConfig, as_config, get_config
+from .transforms import ANNOTATION_PASSES, run_pipeline
 
 _UNSET = object()
 
@@ -126,8 +126,6 @@ class XnnpackQuantizer(Quantizer):
         self.filter_fn = filter_fn
         return self
 
-    set_node_filter = set_filter_function
-
     def config_for(self, node: Node) -> tuple:
         """(config or None, which setter it came from), by the documented precedence."""
         stack = _module_stack(node)
@@ -151,11 +149,12 @@ class XnnpackQuantizer(Quantizer):
     def transform_for_annotation(self, model: GraphModule) -> GraphModule:
         """Rewrite the graph into the spellings the pattern table covers.
 
-        Folds core-IR batch norm into convs, spells ``max_pool2d_with_indices`` whose
-        indices are unused as ``max_pool2d`` (the op XNNPACK's partitioner claims),
-        spells ``clamp`` as ``relu``/``hardtanh``,
-        gives spatial ``mean`` ``keepdim=True`` and lifts scalar operands of
-        add/sub/mul to tensors.  torchao's prepare works on this graph in place.
+        Runs :data:`xnnquant.quantizer.transforms.ANNOTATION_PASSES`: folds core-IR
+        batch norm into convs, spells ``max_pool2d_with_indices`` whose indices are
+        unused as ``max_pool2d`` (the op XNNPACK's partitioner claims), spells
+        ``clamp`` after a conv/linear as ``relu``/``hardtanh``, gives spatial
+        ``mean`` ``keepdim=True`` and lifts scalar operands of add/sub/mul to
+        tensors.  torchao's prepare works on this graph in place.
         """
         if self._any_qat() and any(
             n.target == torch.ops.aten._native_batch_norm_legit_functional.default
@@ -208,23 +207,38 @@ def _validate_spec(node: Node, arg, spec: QuantizationSpec) -> None:
                 f"{where}: symmetric int8 weights must lie in [-127, 127] "
                 f"(got [{spec.quant_min}, {spec.quant_max}])")
     if spec.qscheme in (torch.per_channel_symmetric, torch.per_channel_affine):
-        pattern = find_pattern(node)
         weight_ndim = None
         if arg is not None and isinstance(arg.meta.get("val"), torch.Tensor):
             weight_ndim = arg.meta["val"].dim()
         if weight_ndim is not None and not (0 <= spec.ch_axis < weight_ndim):
             raise ValidationError(f"{where}: per-channel axis {spec.ch_axis} is out of range")
-        if pattern is not None and pattern.name == "conv_transpose" and spec.ch_axis != 1:
+        axis = _weight_axis(node, arg)
+        if axis is not None and spec.ch_axis != axis:
             raise ValidationError(
-                f"{where}: transposed conv weights must be per-channel on axis 1 (output channels)")
+                f"{where}: {record_for(node).name} weights must be per-channel on axis {axis} "
+                f"(output channels), got axis {spec.ch_axis}")
     eps = getattr(getattr(spec.observer_or_fake_quant_ctr, "p", None), "keywords", {}).get("eps")
     if eps is not None and eps < MIN_SCALE:
         raise ValidationError(f"{where}: observer eps {eps} allows scales below 2**-12")
 
 
+def _weight_axis(node: Node, arg) -> Optional[int]:
+    """The output-channel axis the op table gives the weight ``arg`` of ``node``, if it is one."""
+    record = record_for(node)
+    if record is None or arg is None:
+        return None
+    values = schema_args(node)
+    for role in record.args_of(node.target):
+        if role.role is Role.WEIGHT and values.get(role.name) is arg:
+            return role.axis
+    return None
+
+
 def _validate_shared_op(node: Node, ann) -> None:
-    shared = find_shared(node)
-    if shared is None or shared.tuple_output or ann.output_qspec is None:
+    record = record_for(node)
+    if record is None or record.qparams is not QParams.SHARED or ann.output_qspec is None:
+        return
+    if record.spelling(node.target).output_index is not None:
         return
     if not ann.input_qspec_map:
         return  # an activation fused into the op before it: observed after itself only

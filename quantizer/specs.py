@@ -24,7 +24,6 @@ from typing import Literal, Optional
 
 import torch
 from torchao.quantization.pt2e import (
-    FakeQuantize,
     FusedMovingAvgObsFakeQuantize,
     HistogramObserver,
     MinMaxObserver,
@@ -174,11 +173,6 @@ class QuantConfig:
     def is_dynamic(self) -> bool:
         return bool(self.input_activation is not None and self.input_activation.is_dynamic)
 
-    @property
-    def act_dtype(self) -> Optional[torch.dtype]:
-        spec = self.input_activation or self.output_activation
-        return None if spec is None else spec.dtype
-
     def to_torchao(self) -> QuantizationConfig:
         """The same config as torchao's/ExecuTorch's ``QuantizationConfig``."""
         return QuantizationConfig(
@@ -221,13 +215,7 @@ _ACT_OBSERVERS = {
 }
 
 
-def _act_spec(dtype: torch.dtype, observer: Observer, is_qat: bool) -> QuantizationSpec:
-    if dtype == torch.int8:
-        qmin, qmax = -128, 127
-    elif dtype == torch.uint8:
-        qmin, qmax = 0, 255
-    else:
-        raise ConfigError(f"act_dtype must be torch.int8 or torch.uint8, got {dtype}")
+def _act_spec(observer: Observer, is_qat: bool) -> QuantizationSpec:
     if observer not in _ACT_OBSERVERS:
         raise ConfigError(f"observer must be one of {sorted(_ACT_OBSERVERS)}, got {observer!r}")
     if is_qat:
@@ -235,9 +223,9 @@ def _act_spec(dtype: torch.dtype, observer: Observer, is_qat: bool) -> Quantizat
     else:
         ctr = _ACT_OBSERVERS[observer].with_args(eps=MIN_SCALE)
     return QuantizationSpec(
-        dtype=dtype,
-        quant_min=qmin,
-        quant_max=qmax,
+        dtype=torch.int8,
+        quant_min=-128,
+        quant_max=127,
         qscheme=torch.per_tensor_affine,
         observer_or_fake_quant_ctr=ctr,
     )
@@ -285,13 +273,15 @@ def get_config(
     """
     if act_dtype == torch.uint8:
         raise ConfigError(_UINT8_MESSAGE)
-    act = _act_spec(act_dtype, observer, is_qat)
+    if act_dtype != torch.int8:
+        raise ConfigError(f"act_dtype must be torch.int8 (XNNPACK's qs8), got {act_dtype}")
+    act = _act_spec(observer, is_qat)
     return QuantConfig(
         input_activation=act,
         output_activation=act,
         weight=_weight_spec(per_channel, is_qat),
         is_qat=is_qat,
-        clamped_output_activation=None if observer == "minmax" else _act_spec(act_dtype, "minmax", is_qat),
+        clamped_output_activation=None if observer == "minmax" else _act_spec("minmax", is_qat),
         name=f"static-{'qat-' if is_qat else ''}{'per-channel' if per_channel else 'per-tensor'}",
     )
 
@@ -336,21 +326,3 @@ def with_weight_axis(spec: QuantizationSpec, axis: int) -> QuantizationSpec:
     if spec.qscheme in _PER_CHANNEL and spec.ch_axis != axis:
         return dataclasses.replace(spec, ch_axis=axis)
     return spec
-
-
-def with_per_tensor_weight(spec: QuantizationSpec) -> QuantizationSpec:
-    """``spec`` made per-tensor symmetric (for ops XNNPACK runs only per tensor)."""
-    if spec.qscheme not in _PER_CHANNEL:
-        return spec
-    inner = spec.observer_or_fake_quant_ctr
-    kwargs = dict(getattr(getattr(inner, "p", None), "keywords", {}) or {})
-    base = getattr(getattr(inner, "p", None), "func", None)
-    if base is FusedMovingAvgObsFakeQuantize or base is FakeQuantize:
-        kwargs["observer"] = MovingAverageMinMaxObserver
-        ctr = base.with_args(**kwargs)
-    else:
-        kwargs.pop("ch_axis", None)
-        ctr = MinMaxObserver.with_args(**kwargs)
-    return dataclasses.replace(
-        spec, qscheme=torch.per_tensor_symmetric, ch_axis=None, observer_or_fake_quant_ctr=ctr
-    )

@@ -1,6 +1,4 @@
-"""Test-wide settings: deterministic seeds and quiet third-party warnings."""
-
-import logging
+"""Test-wide settings: a deterministic seed for every test."""
 
 import pytest
 import torch
@@ -9,7 +7,3 @@ import torch
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
-
-
-# ExecuTorch logs every partitioning decision at INFO; keep failures readable.
-logging.getLogger("executorch").setLevel(logging.WARNING)

@@ -21,6 +21,8 @@ from tests.support import lower_stock  # noqa: E402
 from xnnquant.passes.lower_to_reference import REPORT_KEY, lower_to_reference  # noqa: E402
 from xnnquant.quantizer import XnnpackQuantizer, get_config, quantize  # noqa: E402
 
+pytestmark = pytest.mark.slow  # lowers and runs whole models
+
 
 class EveryKernel(nn.Module):
     def __init__(self):

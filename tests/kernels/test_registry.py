@@ -1,4 +1,4 @@
-"""The kernel registry: every pattern has a kernel, every kernel a test case, and gaps raise.
+"""Kernels against the op table: every record names a registered kernel or says why not, and gaps raise.
 
 Also exports a tiny module per kernel to prove the fake implementations let
 ``torch.export`` capture graphs that call them.
@@ -6,52 +6,61 @@ Also exports a tiny module per kernel to prove the fake implementations let
 
 from __future__ import annotations
 
+import importlib
+
 import pytest
 import torch
 
 from tests.kernels.kernel_cases import CASES, FLOAT_REFERENCE, output_bounds
-from xnnquant.kernels import (
-    PATTERNS,
+from xnnquant.kernels import registered_kernels
+from xnnquant.passes.lower_to_reference import (
+    KERNEL_RECORDS,
     MissingReferenceError,
     check_references,
     check_registry,
-    pattern_for,
-    registered_kernels,
 )
+from xnnquant.quantizer import RECORDS
 
 aten = torch.ops.aten
 
 
-def test_every_pattern_kernel_is_registered():
+def test_every_record_has_a_registered_kernel_or_a_reason():
     check_registry()
-    assert {p.kernel for p in PATTERNS.values()} <= set(registered_kernels())
+    for record in RECORDS:
+        if record.reference is None:
+            assert record.no_reference, f"record {record.name!r} has no reference and no reason"
+        elif record.reference.kernel is not None:
+            assert record.reference.kernel in registered_kernels(), record.name
+    assert {r.reference.kernel for r in KERNEL_RECORDS} <= set(registered_kernels())
 
 
 def test_every_kernel_has_a_case_and_a_float_reference():
-    # Guard: adding a kernel or a pattern without a kernel test fails here.
+    # Guard: adding a kernel or a record with a kernel but without a kernel test fails here.
     tested = {c.kernel for c in CASES.values()}
     for name in registered_kernels():
         assert name in tested, f"xnnquant::{name} has no case in kernel_cases.CASES"
         assert name in FLOAT_REFERENCE, f"xnnquant::{name} has no float reference"
-    for pattern in PATTERNS.values():
-        assert pattern.kernel in tested, f"pattern {pattern.name!r} has no kernel case"
+    for record in KERNEL_RECORDS:
+        assert record.reference.kernel in tested, f"record {record.name!r} has no kernel case"
 
 
-def test_both_ir_spellings_are_anchored():
+def test_both_ir_spellings_reach_a_kernel():
     expected = {
         "linear": {aten.linear.default, aten.addmm.default, aten.mm.default},
         "conv": {aten.conv1d.default, aten.conv2d.default, aten.convolution.default},
         "add": {aten.add.Tensor},
-        "max_pool2d": {aten.max_pool2d.default, aten.max_pool2d_with_indices.default},
+        "max_pool": {aten.max_pool2d.default, aten.max_pool2d_with_indices.default},
     }
+    by_name = {r.name: r for r in KERNEL_RECORDS}
     for name, targets in expected.items():
-        assert {a.target for a in PATTERNS[name].anchors} >= targets, name
+        assert by_name[name].targets >= targets, name
 
 
-def test_pattern_for_names_an_uncovered_op():
-    assert pattern_for(aten.addmm.default)[0].name == "linear"
-    with pytest.raises(MissingReferenceError, match=r"aten\.sigmoid\.default has no reference"):
-        pattern_for(aten.sigmoid.default)
+def test_check_registry_names_a_record_whose_kernel_is_missing(monkeypatch):
+    lowering = importlib.import_module("xnnquant.passes.lower_to_reference")
+    monkeypatch.setattr(lowering, "registered_kernels", lambda: {})
+    with pytest.raises(MissingReferenceError, match=r"record 'linear' names kernel xnnquant::quantized_linear"):
+        lowering.check_registry()
 
 
 def test_check_references_names_an_op_without_kernel():

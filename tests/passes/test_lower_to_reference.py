@@ -22,9 +22,9 @@ from torch import nn
 
 from tests.support import graph_signature
 
-from xnnquant.kernels import ANCHORS
 from xnnquant.passes.lower_to_reference import (
     DEQUANTIZE,
+    KERNEL_RECORDS,
     REPORT_KEY,
     LowerToReferencePass,
     lower_to_reference,
@@ -127,7 +127,8 @@ def test_covered_patterns_become_kernels(model_id, ir):
     report = out.meta[REPORT_KEY]
     assert report.skipped == []
     assert _kernels(out) == Counter(MODELS[model_id].kernels)
-    leftover = [n.name for n in out.graph.nodes if n.op == "call_function" and n.target in ANCHORS]
+    anchors = frozenset().union(*(r.targets for r in KERNEL_RECORDS))
+    leftover = [n.name for n in out.graph.nodes if n.op == "call_function" and n.target in anchors]
     assert leftover == []
 
 
@@ -191,7 +192,8 @@ def test_op_without_reference_is_reported_and_kept(ir):
     out = lowered("linear_sigmoid", ir)
     report = out.meta[REPORT_KEY]
     assert [(s.target, s.reason) for s in report.skipped] == [
-        ("aten.sigmoid.default", "aten.sigmoid.default has no reference kernel")
+        ("aten.sigmoid.default", "aten.sigmoid.default has no reference kernel: "
+                                 "it runs in float (XNNPACK has no int8 kernel for it)")
     ]
     assert _kernels(out) == Counter({"quantized_linear": 2})
     # The float pattern dq → sigmoid → q is still there, between the two kernels.
@@ -229,16 +231,16 @@ def _hand_built(op, op_args: tuple, out_scale: float):
     return torch.fx.GraphModule(nn.Module(), g)
 
 
-SHARED_QPARAMS_OPS = {
+SHARED_QPARAMS_KERNELS = {
     "max_pool2d": (torch.ops.aten.max_pool2d.default, ([2, 2],), "quantized_max_pool2d"),
     "relu": (torch.ops.aten.relu.default, (), "quantized_clamp"),
     "hardtanh": (torch.ops.aten.hardtanh.default, (-0.5, 2.0), "quantized_clamp"),
 }
 
 
-@pytest.mark.parametrize("name", sorted(SHARED_QPARAMS_OPS))
+@pytest.mark.parametrize("name", sorted(SHARED_QPARAMS_KERNELS))
 def test_shared_qparams_op_is_lowered_exactly(name):
-    op, args, kernel = SHARED_QPARAMS_OPS[name]
+    op, args, kernel = SHARED_QPARAMS_KERNELS[name]
     gm = _hand_built(op, args, out_scale=0.1)
     out = lower_to_reference(gm)
     assert _kernels(out) == Counter({kernel: 1})
@@ -246,9 +248,9 @@ def test_shared_qparams_op_is_lowered_exactly(name):
     assert torch.equal(out(x), gm(x))
 
 
-@pytest.mark.parametrize("name", sorted(SHARED_QPARAMS_OPS))
+@pytest.mark.parametrize("name", sorted(SHARED_QPARAMS_KERNELS))
 def test_pattern_that_cannot_be_lowered_is_reported_with_its_reason(name):
-    op, args, _ = SHARED_QPARAMS_OPS[name]
+    op, args, _ = SHARED_QPARAMS_KERNELS[name]
     out = lower_to_reference(_hand_built(op, args, out_scale=0.2))
     (skipped,) = out.meta[REPORT_KEY].skipped
     assert skipped.target == str(op)

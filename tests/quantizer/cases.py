@@ -1,10 +1,11 @@
-"""The table of pattern cases: one small module per pattern, run on both IRs.
+"""The table of op cases: one small module per op-table record (at least), run on both IRs.
 
 ``expect`` maps each IR to the pattern counts the annotation report must show
-(``AnnotationReport.pattern_counts()``); ``outside`` lists ops that are
-expected to stay outside the XNNPACK delegate, with the reason in ``why``.
-The guard test in ``test_patterns.py`` fails when a name in the pattern table
-has no case here.
+(``AnnotationReport.pattern_counts()``); ``floats`` names the float-only
+records whose nodes the report must leave float, with the record's reason;
+``outside`` gives how many ops are expected to stay outside the XNNPACK
+delegate, with the reason in ``why``.  The guard test in ``test_patterns.py``
+fails when a record of the op table has no case here.
 """
 
 from __future__ import annotations
@@ -24,6 +25,10 @@ class Case:
     expect: dict  # ir -> {pattern name: count}
     outside: dict = field(default_factory=dict)  # ir -> number of ops expected outside
     why: str = ""
+    # ir -> {record name (or op name, for ops with no record): nodes left float}
+    floats: dict = field(default_factory=dict)
+    # ir -> records this case covers although that IR decomposes their op away
+    decomposed: dict = field(default_factory=dict)
 
 
 class _Fn(nn.Module):
@@ -53,16 +58,16 @@ def _both(counts: dict) -> dict:
 CASES: dict = {
     "linear": Case(
         _seeded(lambda: nn.Sequential(nn.Linear(16, 8), nn.ReLU())), (4, 16),
-        {"training": {"linear": 1}, "core": {"addmm": 1}},
+        _both({"linear": 1}),
     ),
     "linear_no_bias": Case(
         _seeded(lambda: nn.Linear(16, 8, bias=False)), (4, 16),
-        {"training": {"linear": 1}, "core": {"mm": 1}},
+        _both({"linear": 1}),
     ),
     "linear_3d": Case(
         _seeded(lambda: nn.Sequential(nn.Linear(16, 32), nn.Hardtanh(0, 6), nn.Linear(32, 8))),
         (2, 5, 16),
-        {"training": {"linear": 2}, "core": {"addmm": 2}},
+        _both({"linear": 2}),
     ),
     "conv2d_relu": Case(
         _seeded(lambda: nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU())), (1, 3, 8, 8),
@@ -140,15 +145,13 @@ CASES: dict = {
         _seeded(lambda: nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
                                       nn.Flatten(), nn.Linear(8, 4))),
         (1, 3, 8, 8),
-        {"training": {"conv": 1, "mean": 1, "view": 1, "linear": 1},
-         "core": {"conv": 1, "mean": 1, "view": 1, "addmm": 1}},
+        _both({"conv": 1, "mean": 1, "view": 1, "linear": 1}),
     ),
     "mean_dims": Case(
         _seeded(lambda: _Fn(lambda m, x: m.fc(F.relu(m.conv(x)).mean((2, 3))),
                             conv=nn.Conv2d(3, 8, 3), fc=nn.Linear(8, 4))),
         (1, 3, 8, 8),
-        {"training": {"conv": 1, "mean": 1, "view": 1, "linear": 1},
-         "core": {"conv": 1, "mean": 1, "view": 1, "addmm": 1}},
+        _both({"conv": 1, "mean": 1, "view": 1, "linear": 1}),
     ),
     "data_movement": Case(
         _seeded(lambda: _Fn(
@@ -157,7 +160,7 @@ CASES: dict = {
             conv=nn.Conv2d(3, 4, 1), fc=nn.Linear(8 * 3 * 4, 4))),
         (2, 3, 4, 4),
         {"training": {"conv": 2, "slice": 2, "cat": 1, "permute": 1, "view": 1, "linear": 1},
-         "core": {"conv": 2, "slice": 2, "cat": 1, "permute": 1, "view": 1, "clone": 1, "addmm": 1}},
+         "core": {"conv": 2, "slice": 2, "cat": 1, "permute": 1, "view": 1, "clone": 1, "linear": 1}},
     ),
     "standalone_relu_hardtanh": Case(
         _seeded(lambda: _Fn(lambda m, x: F.hardtanh(F.relu(m.pool(m.conv(x))), 0.0, 1.0),
@@ -166,6 +169,58 @@ CASES: dict = {
         _both({"conv": 1, "max_pool": 1, "relu": 1, "hardtanh": 1}),
     ),
 }
+
+
+def _between_convs(fn, floats: dict, channels: int = 4, **kw) -> Case:
+    """A float-only op between two quantized convs: it must stay float with its record's reason."""
+    return Case(
+        _seeded(lambda: _Fn(lambda m, x: m.b(fn(m.a(x))), a=nn.Conv2d(3, channels, 1),
+                            b=nn.Conv2d(channels, 4, 1))),
+        (1, 3, 8, 8), kw.pop("expect", _both({"conv": 2})), floats=kw.pop("irs_floats", _both(floats)),
+        **kw,
+    )
+
+
+CASES["clone"] = Case(
+    _seeded(lambda: _Fn(lambda m, x: m.b(m.a(x).clone()), a=nn.Conv2d(3, 4, 1), b=nn.Conv2d(4, 4, 1))),
+    (1, 3, 8, 8), _both({"conv": 2, "clone": 1}),
+)
+
+# Float-only records: XNNPACK runs them in fp32 (inside the delegate, unless the record says).
+CASES.update({
+    "sigmoid": _between_convs(torch.sigmoid, {"sigmoid": 1}),
+    "tanh": _between_convs(torch.tanh, {"tanh": 1}),
+    "gelu": _between_convs(F.gelu, {"gelu": 1}),
+    # The core IR decomposes hardswish into x * hardtanh(x + 3, 0, 6) / 6; only the div stays float.
+    "hardswish": _between_convs(
+        F.hardswish, {}, expect={"training": {"conv": 2},
+                                 "core": {"conv": 2, "add": 1, "hardtanh": 2, "mul": 1}},
+        irs_floats={"training": {"hardswish": 1}, "core": {"aten.div.Tensor": 1}},
+        decomposed={"core": ("hardswish",)}, outside={"core": 1},
+        why="the core IR's hardswish decomposition holds a _to_copy that XNNPACK does not take"),
+    # Between linears (no NHWC conversion): after a conv, ExecuTorch's softmax over the last
+    # NCHW dim disagrees with its graph (the self-check catches it), and over another dim
+    # XNNPACK refuses it.
+    "softmax": Case(
+        _seeded(lambda: _Fn(lambda m, x: m.b(torch.softmax(m.a(x), dim=-1)), a=nn.Linear(16, 8),
+                            b=nn.Linear(8, 4))),
+        (4, 16), _both({"linear": 2}), floats=_both({"softmax": 1}),
+    ),
+    "pad": _between_convs(lambda x: F.pad(x, (1, 1, 1, 1)), {"pad": 1}),
+    "avg_pool2d": _between_convs(lambda x: F.avg_pool2d(x, 2), {"avg_pool2d": 1}),
+    "layer_norm": Case(
+        _seeded(lambda: _Fn(lambda m, x: m.b(m.norm(m.a(x))), a=nn.Linear(16, 8),
+                            norm=nn.LayerNorm(8), b=nn.Linear(8, 4))),
+        (4, 16), _both({"linear": 2}), floats=_both({"layer_norm": 1}),
+        outside={"training": 1, "core": 1},
+        why="no XNNPACK partitioner config claims layer norm, even in fp32",
+    ),
+    "bmm": Case(
+        _seeded(lambda: _Fn(lambda m, x: m.b(torch.bmm(m.a(x), m.c(x).transpose(1, 2))),
+                            a=nn.Linear(8, 8), c=nn.Linear(8, 8), b=nn.Linear(3, 4))),
+        (2, 3, 8), _both({"linear": 3, "permute": 1}), floats=_both({"bmm": 1}),
+    ),
+})
 
 
 _CACHE: dict = {}

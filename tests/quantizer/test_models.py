@@ -21,6 +21,8 @@ from tests.support import delegate_count, lower_stock, run_pte
 from xnnquant.quantizer import XnnpackQuantizer, quantize, sqnr
 from xnnquant.quantizer.workflow import IRS
 
+pytestmark = pytest.mark.slow  # lowers and runs every example model on both IRs
+
 aten = torch.ops.aten
 # The ops "Done when" counts: every one of them must be quantized in both IRs.
 COUNTED = {

@@ -6,6 +6,7 @@ import dataclasses
 
 import pytest
 import torch
+from torchao.quantization.pt2e import HistogramObserver, MinMaxObserver
 from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import get_symmetric_quantization_config
 from torchao.quantization.pt2e import MinMaxObserver
 from torchao.quantization.pt2e.quantizer import QuantizationSpec
@@ -48,17 +49,29 @@ def test_presets_are_frozen_and_keyword_only():
     assert per_tensor.name == "tweaked" and config.name != "tweaked"
 
 
-@pytest.mark.parametrize(
-    "factory, check",
-    [
-        (lambda: get_config(per_channel=False), lambda c: c.weight.qscheme == torch.per_tensor_symmetric),
-        (lambda: get_dynamic_config(), lambda c: c.is_dynamic and c.output_activation is None),
-        (lambda: get_qat_config(), lambda c: c.is_qat),
-        (lambda: get_config(observer="minmax"), lambda c: not c.is_dynamic),
-    ],
-    ids=["per_tensor", "dynamic", "qat", "minmax"],
-)
-def test_presets(factory, check):
+def _observer(spec):
+    return spec.observer_or_fake_quant_ctr.p.func
+
+
+PRESETS = {
+    "per_tensor": (lambda: get_config(per_channel=False),
+                   lambda c: c.weight.qscheme == torch.per_tensor_symmetric),
+    "dynamic": (lambda: get_dynamic_config(),
+                lambda c: c.is_dynamic and c.output_activation is None),
+    "qat": (lambda: get_qat_config(), lambda c: c.is_qat),
+    "histogram_default": (lambda: get_config(),
+                          lambda c: _observer(c.input_activation) is HistogramObserver
+                          and _observer(c.clamped_output_activation) is MinMaxObserver),
+    "minmax": (lambda: get_config(observer="minmax"),
+               lambda c: _observer(c.input_activation) is MinMaxObserver
+               and _observer(c.output_activation) is MinMaxObserver
+               and c.clamped_output_activation is None and not c.is_dynamic),
+}
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_presets(name):
+    factory, check = PRESETS[name]
     assert check(factory())
 
 

@@ -64,6 +64,7 @@ ET_OP_TESTS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(ET_OP_TESTS))
 def test_executorch_own_op_tests_pass_with_our_quantizer(name, monkeypatch):
     """ExecuTorch's XNNPACK op tests, run from site-packages with our quantizer swapped in."""

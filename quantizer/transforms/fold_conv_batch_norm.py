@@ -20,17 +20,18 @@ import torch
 from torch.fx import GraphModule, Node
 from torch.fx.passes.infra.pass_base import PassBase, PassResult
 
+from ..graph import constant
+
 aten = torch.ops.aten
 
 
 def _constant(gm: GraphModule, node) -> torch.Tensor | None:
+    """The constant behind ``node`` (None for an absent optional argument)."""
     if node is None:
         return None
-    if not (isinstance(node, Node) and node.op == "get_attr"):
+    value = constant(gm, node)
+    if value is None:
         raise TypeError("not a constant")
-    value = gm
-    for part in node.target.split("."):
-        value = getattr(value, part)
     return value.detach()
 
 

@@ -8,8 +8,11 @@ XNNPACK runs int8 mean only as global average pooling with ``keepdim=True``.
 from __future__ import annotations
 
 import torch
-from torch.fx import GraphModule, Node
+from torch.fx import GraphModule
 from torch.fx.passes.infra.pass_base import PassBase, PassResult
+
+from ..graph import schema_args
+from ..patterns import spatial_mean_reason
 
 aten = torch.ops.aten
 
@@ -22,13 +25,10 @@ class RewriteMeanKeepdim(PassBase):
         for node in list(gm.graph.nodes):
             if node.op != "call_function" or node.target != aten.mean.dim or node.kwargs.get("dtype"):
                 continue
+            if schema_args(node)["keepdim"] or spatial_mean_reason(node) is not None:
+                continue
             x = node.args[0]
-            val = x.meta.get("val") if isinstance(x, Node) else None
-            keepdim = len(node.args) > 2 and bool(node.args[2])
-            if keepdim or val is None or val.dim() != 4:
-                continue
-            if sorted(d % 4 for d in node.args[1]) != [2, 3]:
-                continue
+            val = x.meta["val"]
             out_val = node.meta.get("val")
             with gm.graph.inserting_after(node):
                 view = gm.graph.call_function(aten.view.default, (node, list(out_val.shape)))

@@ -13,13 +13,12 @@ import torch
 from torch.fx import GraphModule
 from torch.fx.passes.infra.pass_base import PassBase, PassResult
 
+from ..patterns import FUSING_TAILS, FUSING_TARGETS
+
 aten = torch.ops.aten
 
-_FUSES_INTO = {
-    aten.conv1d.default, aten.conv2d.default, aten.conv1d.padding, aten.conv2d.padding,
-    aten.convolution.default, aten.conv_transpose1d.default, aten.conv_transpose2d.input,
-    aten.linear.default, aten.addmm.default, aten.mm.default, aten.view.default,
-}
+# The ops of the table that fuse hardtanh, and the view that may end a 3-D linear.
+_FUSES_INTO = FUSING_TARGETS | FUSING_TAILS
 
 
 class RewriteClamp(PassBase):

@@ -12,16 +12,7 @@ import torch
 from torch.fx import GraphModule, Node
 from torch.fx.passes.infra.pass_base import PassBase, PassResult
 
-aten = torch.ops.aten
-
-_BINARY = {
-    aten.add.Tensor, aten.add_.Tensor, aten.sub.Tensor, aten.sub_.Tensor,
-    aten.mul.Tensor, aten.mul_.Tensor, aten.add.Scalar, aten.mul.Scalar, aten.sub.Scalar,
-}
-_TO_TENSOR_OVERLOAD = {
-    aten.add.Scalar: aten.add.Tensor, aten.mul.Scalar: aten.mul.Tensor,
-    aten.sub.Scalar: aten.sub.Tensor,
-}
+from ..patterns import LIFTED_TARGETS, SCALAR_FORMS
 
 
 class LiftScalarOperands(PassBase):
@@ -31,7 +22,7 @@ class LiftScalarOperands(PassBase):
         modified = False
         count = 0
         for node in list(gm.graph.nodes):
-            if node.op != "call_function" or node.target not in _BINARY or len(node.args) < 2:
+            if node.op != "call_function" or node.target not in LIFTED_TARGETS or len(node.args) < 2:
                 continue
             lhs, rhs = node.args[0], node.args[1]
             if not isinstance(lhs, Node) or isinstance(rhs, Node) or not isinstance(rhs, (int, float)):
@@ -47,7 +38,7 @@ class LiftScalarOperands(PassBase):
                 const = gm.graph.get_attr(name)
             const.meta["val"] = torch.empty((), dtype=val.dtype)
             node.args = (lhs, const, *node.args[2:])
-            node.target = _TO_TENSOR_OVERLOAD.get(node.target, node.target)
+            node.target = SCALAR_FORMS.get(node.target, node.target)
             modified = True
         if modified:
             gm.recompile()

@@ -1,0 +1,19 @@
+"""Annotation-time graph passes: put an exported graph into the spellings the op table covers.
+
+They run in ``XnnpackQuantizer.transform_for_annotation`` (see
+:data:`.pipeline.ANNOTATION_PASSES`), before torchao's prepare inserts
+observers.  Lowering-time passes live in ``xnnquant.passes``; both kinds are
+run by the one runner here, :func:`.pipeline.run_pipeline`.
+"""
+
+from .fold_conv_batch_norm import FoldConvBatchNorm
+from .lift_scalar_operands import LiftScalarOperands
+from .pipeline import ANNOTATION_PASSES, PipelineResult, run_pipeline
+from .rewrite_clamp import RewriteClamp
+from .rewrite_max_pool_with_indices import RewriteMaxPoolWithIndices
+from .rewrite_mean_keepdim import RewriteMeanKeepdim
+
+__all__ = [
+    "ANNOTATION_PASSES", "PipelineResult", "run_pipeline", "FoldConvBatchNorm",
+    "LiftScalarOperands", "RewriteClamp", "RewriteMaxPoolWithIndices", "RewriteMeanKeepdim",
+]
