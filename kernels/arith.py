@@ -5,10 +5,8 @@ as ExecuTorch's XNNPACK delegate sets them up, so that the kernels in
 ``xnnquant.kernels.ops`` are a golden model of the runtime and not merely of the
 float simulation:
 
-* ``quantize_bias``: ExecuTorch quantizes a float bias itself at lowering time
-  (``QuantParams.from_bias`` + ``quantize_tensor`` in
-  ``executorch/backends/xnnpack/operators/``) to int32 with scale ``s_x·s_w[c]``
-  and zero point 0.
+* ``quantize_bias``: ExecuTorch's XNNPACK delegate quantizes a float bias
+  itself at lowering time to int32 with scale ``s_x·s_w[c]`` and zero point 0.
 * ``fp32_multiplier`` + ``requantize_fp32``: the "fp32" requantization of the
   GEMM/conv/mul/reduce microkernels. The multiplier is computed in single
   precision, ``(s_x·s_w[c]) / s_y``, the int32 accumulator is converted to fp32,
@@ -96,8 +94,7 @@ def quantize_bias(
     """Quantize a float bias to int32 with scale ``s_x·s_w[c]`` and zero point 0.
 
     This is what ExecuTorch's XNNPACK delegate does with the float bias of a
-    quantized linear/conv: ``QuantParams.from_bias`` sets the scale to
-    ``weight_scale * input_scale`` and ``quantize_tensor`` calls
+    quantized linear/conv: it sets the scale to ``weight_scale * input_scale`` and calls
     ``quantized_decomposed.quantize_per_channel`` (per-channel weights) or
     ``quantize_per_tensor`` (per-tensor weights) with range ``[-2³¹, 2³¹-1]``,
     i.e. ``clamp(round_half_even(b · (1/scale)), …)``. We call the same ops so

@@ -9,10 +9,39 @@ copy, re-exports, and hands the result to ExecuTorch's
 :class:`~xnnquant.passes.report.DelegationReport` and helpers to save and run
 the program through ``executorch.runtime``.
 
-The report is built from inside the partitioner: a thin subclass of
-``XnnpackPartitioner`` looks at the edge graph right after tagging (tagged
-nodes are the delegated ones) while the ``WhyNoPartition`` debug records of
-ExecuTorch's XNNPACK partitioner configs are collected for the reasons.
+Three things happen around ExecuTorch's partitioner, in a thin subclass of
+``XnnpackPartitioner``:
+
+* **Implicit q/dq tags of rejected ops are undone.**  ExecuTorch's GEMM configs
+  (linear, addmm, mm, convolution) mark the activation's dequantize and the
+  output's quantize "implicit" (no Convert of their own: the GEMM reads and
+  writes int8 directly) while they check the op, and leave the marks on when
+  they then reject it, e.g. an ``mm`` whose second operand is an activation
+  rather than a constant.  The q/dq configs then delegate those nodes on their
+  own, still without a Convert, and the delegate hands int8 bytes to the
+  rejected op, which reads them as fp32: no error, garbage output.  Each config
+  is wrapped so that a rejected check leaves no mark it added; the rejected op
+  then sits between explicit Converts (see :class:`_UndoTagsOfRejectedChecks`).
+* **The reasons are collected per thread.**  The partitioner explains a
+  rejection through ExecuTorch's ``WhyNoPartition`` debug records; these are
+  taken by a logger filter that keeps only the calling thread's records, and
+  hides from everyone else the records that exist only because the loggers'
+  level was lowered for the capture (see :func:`_capture_why`).
+* **The report** is built right after tagging (tagged nodes are the delegated
+  ones), together with the boundaries that are still wrong: a delegated
+  implicit dequantize whose consumer is outside its delegate, or an implicit
+  quantize whose producer is.
+
+After serializing, the ``.pte`` is run on the example inputs and every output
+is compared with the input program's own eager output (the **self-check**, on
+by default; criterion in :func:`_judge`).  A disagreement that int8 rounding
+cannot explain raises :class:`LoweringError` naming the nodes at the wrong
+boundary.
+
+Lowerings from several threads are safe, but they take turns: torch.export and
+ExecuTorch's edge lowering keep tracing state in module globals, so everything
+from copying the program to serializing it runs under one process-wide lock
+(:data:`_TRACING_LOCK`); only the self-check runs concurrently.
 """
 
 from __future__ import annotations
@@ -20,18 +49,33 @@ from __future__ import annotations
 import contextlib
 import copy
 import logging
+import math
 import os
 import sys
 import tempfile
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
 import torch
+import torch.utils._pytree as pytree
 from torch.fx import GraphModule
 
+from xnnquant.quantizer.graph import op_name
+from xnnquant.quantizer.workflow import sqnr
+
 from .pipeline import PRE_LOWERING_PASSES, run_pipeline
-from .report import DelegationReport, is_plumbing, node_statuses, op_name
+from .report import (
+    DelegationReport,
+    OutputCheck,
+    SelfCheck,
+    is_dequantize,
+    is_plumbing,
+    is_quantize,
+    node_statuses,
+    output_step,
+)
 
 
 class LoweringError(RuntimeError):
@@ -81,11 +125,11 @@ class LoweredProgram:
         The program is loaded from :attr:`buffer` on first use and kept, so a
         benchmark can time ``method.execute(inputs)`` alone.
         """
-        if self._program is None:
-            from executorch.runtime import Runtime
+        from executorch.runtime import Runtime
 
-            self._program = Runtime.get().load_program(self.buffer)
         try:
+            if self._program is None:
+                self._program = Runtime.get().load_program(self.buffer)
             method = self._program.load_method(name)
         except Exception as exc:  # the runtime raises RuntimeError with a numeric code
             raise LoweringError(
@@ -107,6 +151,9 @@ class LoweredProgram:
         return [o.clone() if isinstance(o, torch.Tensor) else o for o in outputs]
 
 
+# --------------------------------------------------------------------------- partitioner reasons
+
+
 def _why_loggers() -> list:
     """The loggers of the loaded XNNPACK partitioner configs that ``WhyNoPartition`` writes to."""
     from executorch.exir.backend.utils import WhyNoPartition
@@ -121,58 +168,407 @@ def _why_loggers() -> list:
     return loggers
 
 
-class _WhyHandler(logging.Handler):
-    def __init__(self):
-        super().__init__(logging.DEBUG)
-        self.reasons: dict = {}
+# The loggers' levels are process-wide, so the capture is reference-counted: the
+# first lowering to start lowers them to DEBUG and the last one to finish restores
+# them.  Everything below is guarded by _capture_lock except the filter itself,
+# which only reads.
+_capture_lock = threading.Lock()
+_capture_count = 0
+_saved_levels: dict = {}  # logger → its own level before the first capture
+_filters: dict = {}  # logger → its _WhyFilter
+_this_thread = threading.local()  # .why: the calling thread's sink, node name → reasons
 
-    def emit(self, record: logging.LogRecord) -> None:
-        # The WhyNoPartition object is reused for the next node, so read it now.
-        msg = record.msg
-        node, reason = getattr(msg, "node", None), getattr(msg, "reason", None)
-        if node is not None and reason:
-            found = self.reasons.setdefault(node.name, [])
-            if reason not in found:
-                found.append(reason)
+
+def _level_without_capture(logger: logging.Logger) -> int:
+    """The effective level ``logger`` would have if no capture had lowered any level."""
+    while logger is not None:
+        level = _saved_levels.get(logger, logger.level)
+        if level:
+            return level
+        logger = logger.parent
+    return logging.WARNING
+
+
+def _why_arguments(record: logging.LogRecord) -> tuple:
+    """(node, reason) of the ``WhyNoPartition`` call that made ``record``, from that call's frame.
+
+    ExecuTorch keeps one ``WhyNoPartition`` object per module, shared by every
+    thread, and it stores ``node`` and ``reason`` on itself before it logs
+    itself, so another thread may overwrite them before this thread's filter
+    reads ``record.msg``.  The arguments of this thread's own ``__call__`` frame,
+    which is on the stack while the record is filtered, cannot change.
+    """
+    code = type(record.msg).__call__.__code__
+    frame = sys._getframe(1)
+    while frame is not None:
+        if frame.f_code is code:
+            return frame.f_locals.get("node"), frame.f_locals.get("reason")
+        frame = frame.f_back
+    return None, None
+
+
+class _WhyFilter(logging.Filter):
+    """Logger filter: takes the calling thread's ``WhyNoPartition`` records while it captures.
+
+    It also drops every record below the level the logger had before the
+    capture, so that for other threads (and for this one) the logger lets
+    through exactly what it did before: the level change only costs them the
+    making of records nobody sees.
+    """
+
+    def __init__(self, logger: logging.Logger):
+        super().__init__()
+        self._logger = logger
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from executorch.exir.backend.utils import WhyNoPartition
+
+        sink = getattr(_this_thread, "why", None)
+        if sink is not None and isinstance(record.msg, WhyNoPartition):
+            node, reason = _why_arguments(record)
+            if node is not None and reason:
+                found = sink.setdefault(node.name, [])
+                if reason not in found:
+                    found.append(reason)
+        return record.levelno >= _level_without_capture(self._logger)
+
+
+def _start_capture() -> None:
+    global _capture_count
+    with _capture_lock:
+        if _capture_count == 0:
+            for logger in _why_loggers():
+                _saved_levels[logger] = logger.level
+                _filters[logger] = _WhyFilter(logger)
+                # The filter goes on first, so no record made at DEBUG can pass it.
+                logger.addFilter(_filters[logger])
+                logger.setLevel(logging.DEBUG)
+        _capture_count += 1
+
+
+def _end_capture() -> None:
+    global _capture_count
+    with _capture_lock:
+        _capture_count -= 1
+        if _capture_count:
+            return
+        for logger, level in _saved_levels.items():
+            if logger.level == logging.DEBUG:  # else someone set it meanwhile: keep theirs
+                logger.setLevel(level)
+            # After the level: a record made at DEBUG just before still meets the filter.
+            logger.removeFilter(_filters[logger])
+        _saved_levels.clear()
+        _filters.clear()
 
 
 @contextlib.contextmanager
-def _collect_why():
-    handler = _WhyHandler()
-    saved = []
-    for logger in _why_loggers():
-        saved.append((logger, logger.level, logger.propagate))
-        # DEBUG so the records are made; no propagation so they reach only us, not the console.
-        logger.setLevel(logging.DEBUG)
-        logger.propagate = False
-        logger.addHandler(handler)
+def _capture_why():
+    """Collect the calling thread's ``WhyNoPartition`` reasons; yields node name → reasons."""
+    sink: dict = {}
+    _start_capture()
+    previous = getattr(_this_thread, "why", None)
+    _this_thread.why = sink
     try:
-        yield handler
+        yield sink
     finally:
-        for logger, level, propagate in saved:
-            logger.removeHandler(handler)
-            logger.setLevel(level)
-            logger.propagate = propagate
+        _this_thread.why = previous
+        _end_capture()
+
+
+# --------------------------------------------------------------------------- implicit q/dq
+
+
+def _implicit_qdq(graph) -> set:
+    from executorch.backends.xnnpack.utils.quant_utils import is_tagged_as_implicit_q_dq
+
+    return {n for n in graph.nodes if is_tagged_as_implicit_q_dq(n)}
+
+
+class _UndoTagsOfRejectedChecks:
+    """A partitioner config whose rejected checks leave no implicit q/dq tag behind.
+
+    ``GEMMConfig.get_deps`` (and so ``check_constraints`` of linear, addmm, mm
+    and convolution) gathers the bias, weight, activation and output
+    dependencies, tags every q/dq among them as implicit, and only then returns
+    whether all of them were acceptable.  An implicit tag says "the op beside me
+    consumes or produces int8 itself, emit no Convert"; it is true only if that
+    op is delegated.  So whatever a failed check tagged is untagged again, and
+    tags from checks that passed (or from earlier checks) are left as they are.
+    """
+
+    def __init__(self, config):
+        self._config = config
+
+    def __getattr__(self, name):
+        return getattr(self._config, name)
+
+    def check_constraints(self, node, ep) -> bool:
+        from executorch.backends.xnnpack.utils.quant_utils import IS_IMPLICIT_Q_DQ_TAG
+
+        before = _implicit_qdq(node.graph)
+        accepted = self._config.check_constraints(node, ep)
+        if not accepted:
+            for tagged in _implicit_qdq(node.graph) - before:
+                del tagged.meta[IS_IMPLICIT_Q_DQ_TAG]
+        return accepted
+
+
+def _guard_configs(configs: dict) -> dict:
+    """Target name → config, each wrapped in :class:`_UndoTagsOfRejectedChecks`."""
+    return {name: _UndoTagsOfRejectedChecks(config) for name, config in configs.items()}
+
+
+def _describe(node) -> str:
+    return f"{node.name} ({op_name(node.target)})" if node.op == "call_function" else node.name
+
+
+def _boundary_problems(nodes) -> list:
+    """Sentences naming each delegated implicit q/dq whose partner is outside its delegate.
+
+    An implicit dequantize hands its int8 input on unconverted, so every
+    consumer must be in the same delegate; an implicit quantize passes its
+    producer's tensor on as int8, so the producer must be.  Dynamic q/dq are
+    left out: their quantize takes fp32 by design, because the delegate's GEMM
+    quantizes its input itself at run time.
+    """
+    from executorch.backends.xnnpack.utils.quant_utils import (
+        is_dynamic_qdq,
+        is_tagged_as_implicit_q_dq,
+    )
+
+    problems = []
+    for node in nodes:
+        tag = node.meta.get("delegation_tag")
+        if tag is None or not is_tagged_as_implicit_q_dq(node) or is_dynamic_qdq(node):
+            continue
+        if is_dequantize(node):
+            for user in node.users:
+                if user.meta.get("delegation_tag") != tag:
+                    problems.append(
+                        f"{_describe(node)} is delegated without a Convert (implicit), but its "
+                        f"consumer {_describe(user)} is outside that delegate, so it reads "
+                        "int8 data as fp32")
+        elif is_quantize(node):
+            producer = node.args[0]
+            if producer.meta.get("delegation_tag") != tag:
+                problems.append(
+                    f"{_describe(node)} is delegated without a Convert (implicit), but its "
+                    f"producer {_describe(producer)} is outside that delegate, so its fp32 "
+                    "data is read as int8")
+    return problems
+
+
+def _boundary_nodes(nodes) -> list:
+    """Delegated q/dq nodes next to a node of another delegate or of none, and q/dq-only delegates."""
+    partitions: dict = {}
+    found = []
+    for node in nodes:
+        tag = node.meta.get("delegation_tag")
+        if tag is None or node.op != "call_function":
+            continue
+        partitions.setdefault(tag, []).append(node)
+        if not (is_quantize(node) or is_dequantize(node)):
+            continue
+        neighbours = [n for n in [*node.all_input_nodes, *node.users]
+                      if n.op in ("call_function", "output")]
+        if any(n.meta.get("delegation_tag") != tag for n in neighbours):
+            found.append(f"{_describe(node)} at the edge of {tag}")
+    for tag, members in partitions.items():
+        if all(is_quantize(n) or is_dequantize(n) for n in members):
+            found.append(f"{tag} holds only quantize/dequantize nodes: "
+                         f"{', '.join(n.name for n in members)}")
+    return found
 
 
 def _recording_partitioner(**kwargs):
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
 
     class _RecordingPartitioner(XnnpackPartitioner):
-        """``XnnpackPartitioner`` that keeps the status of every node it tagged or left."""
+        """``XnnpackPartitioner`` that undoes stale implicit tags and keeps what it tagged and why."""
 
-        statuses: list = []
-        num_partitions: int = 0
+        def __init__(self, **kw):
+            super().__init__(**kw)
+            self.target_partitioner_configs = _guard_configs(self.target_partitioner_configs)
+            self.statuses: list = []
+            self.num_partitions = 0
+            self.boundary_problems: list = []
+            self.boundary_nodes: list = []
 
         def partition(self, exported_program):
-            with _collect_why() as why:
+            with _capture_why() as why:
                 result = super().partition(exported_program)
+            nodes = list(exported_program.graph.nodes)
             supported = set(self.target_partitioner_configs)
-            self.statuses = node_statuses(exported_program.graph.nodes, supported, why.reasons)
+            self.statuses = node_statuses(nodes, supported, why)
             self.num_partitions = len(result.partition_tags)
+            self.boundary_problems = _boundary_problems(nodes)
+            self.boundary_nodes = _boundary_nodes(nodes)
             return result
 
     return _RecordingPartitioner(**kwargs)
+
+
+# --------------------------------------------------------------------------- self-check
+
+# How far the .pte may be from the input program's eager output (see _judge).
+MAX_OUTPUT_STEPS = 4.0
+MIN_SQNR_DB = 20.0
+FP32_RTOL = 1e-3
+
+
+def _sqnr(reference: torch.Tensor, actual: torch.Tensor) -> Optional[float]:
+    """SQNR of ``actual`` against ``reference`` in dB; inf when equal, None when the reference is all 0."""
+    if not reference.any():
+        return math.inf if torch.equal(reference, actual) else None
+    return sqnr(reference.double(), actual.double())
+
+
+def _judge(index: int, expected: torch.Tensor, actual: torch.Tensor, step, quantized: bool) -> OutputCheck:
+    """Compare one output; the criterion depends on what the output is.
+
+    * A **dequantized** output (``step`` is its scale) may differ by up to
+      :data:`MAX_OUTPUT_STEPS` output steps, and must keep an SQNR of
+      :data:`MIN_SQNR_DB` against the eager output (unless that is all zeros).
+      XNNPACK and the q/dq reference graph can round each requantization one
+      step apart, and a step lost early is carried through the later layers.
+      Measured with ``XnnpackQuantizer()`` over 11 inputs per program: every
+      case of tests/passes/test_lower_to_xnnpack.py on both IRs and the four
+      tiny example models on both IRs stayed within 1 step (SQNR >= 40.1 dB);
+      at full size on the core IR (4 inputs each) resnet18 and mobilenet_v2
+      stayed within 1 step and mlp_block (3 blocks of linear-relu-linear plus
+      residual adds) reached 2 steps, at SQNR >= 39.1 dB.  4 steps and 20 dB
+      leave twice the worst drift and 19 dB of margin; a wrong delegate
+      boundary reads int8 bytes as fp32 (or the reverse): 206 steps off at
+      -5.0 dB on the matmul program of issue 8, 117 steps at 1.4 dB on a conv
+      whose weight is an activation (both in the tests).
+    * Any other float output of a **quantized** program has no step to count
+      in, and is held to the SQNR floor alone.
+    * An output of an **fp32** program (no quantize/dequantize anywhere) may
+      differ by :data:`FP32_RTOL` times the largest eager magnitude: XNNPACK
+      sums in another order and fuses multiply-adds.  Measured on the four
+      example models at full size, both IRs: at most 1e-6 of it.  A magnitude
+      relative bound, not an element-wise one, because small elements carry
+      the absolute error of the large ones (up to 3% of themselves in mlp_block).
+    * Integer and bool outputs must be equal.
+    """
+    if expected.shape != actual.shape or expected.dtype != actual.dtype:
+        return OutputCheck(index, "exact", math.inf, None, passed=False)
+    if not expected.is_floating_point():
+        equal = torch.equal(expected, actual)
+        return OutputCheck(index, "exact", 0.0 if equal else math.inf, math.inf if equal else None,
+                           passed=equal)
+    diff = (expected.double() - actual.double()).abs()
+    max_abs = diff.max().item() if diff.numel() else 0.0
+    if not math.isfinite(max_abs):
+        max_abs = math.inf
+    sqnr = _sqnr(expected, actual) if math.isfinite(max_abs) else -math.inf
+    if step is not None:
+        max_steps = max_abs / step
+        # k steps computed in float32 come out as k ± a few ulps.
+        passed = max_steps <= MAX_OUTPUT_STEPS + 1e-3 and (sqnr is None or sqnr >= MIN_SQNR_DB)
+        return OutputCheck(index, "dequantized", max_abs, sqnr, step, max_steps, passed)
+    if quantized:
+        return OutputCheck(index, "float", max_abs, sqnr, passed=sqnr is not None and sqnr >= MIN_SQNR_DB)
+    bound = FP32_RTOL * (expected.abs().max().item() if expected.numel() else 0.0)
+    return OutputCheck(index, "fp32", max_abs, sqnr, passed=max_abs <= bound)
+
+
+def _clone_inputs(inputs: tuple) -> tuple:
+    return tuple(x.clone() if isinstance(x, torch.Tensor) else x for x in inputs)
+
+
+def _self_check(module: GraphModule, lowered: "LoweredProgram", example_inputs: tuple) -> SelfCheck:
+    """Run the ``.pte`` and ``module`` (a copy of the input program) on ``example_inputs``; judge each output.
+
+    Raises:
+        LoweringError: the input program does not run eagerly, an output is not
+            a tensor, the method does not load or execute, or the number of
+            outputs differs.
+    """
+    try:
+        with torch.no_grad():
+            expected = module(*_clone_inputs(example_inputs))
+    except Exception as exc:
+        raise LoweringError(
+            f"self-check: running the input program eagerly on example_inputs failed: "
+            f"{type(exc).__name__}: {exc}\n"
+            "Pass inputs the program runs on, or lower with self_check=False."
+        ) from exc
+    expected = pytree.tree_leaves(expected)
+    for i, value in enumerate(expected):
+        if not isinstance(value, torch.Tensor):
+            raise LoweringError(
+                f"self-check: output {i} of the program is {value!r}, of type {type(value).__name__}, "
+                "not a tensor; the self-check compares tensor outputs only.\n"
+                "Return only tensors from the model, or lower with self_check=False."
+            )
+    method = lowered.load_method()  # raises LoweringError with the ops outside
+    try:
+        actual = list(method.execute(list(_clone_inputs(example_inputs))))
+    except Exception as exc:  # the runtime raises RuntimeError with a numeric code
+        raise LoweringError(
+            f"self-check: executorch.runtime could not execute the program: {type(exc).__name__}: "
+            f"{exc}\nops outside the delegate: {lowered.report.non_delegated_ops or 'none'}; "
+            "make sure each of them has a kernel in this runtime, or lower with self_check=False."
+        ) from exc
+    if len(actual) != len(expected):
+        raise LoweringError(
+            f"self-check: the .pte returns {len(actual)} outputs and the input program {len(expected)}; "
+            "return a flat tuple of tensors from the model, or lower with self_check=False."
+        )
+    out_node = next(n for n in module.graph.nodes if n.op == "output")
+    out_nodes = pytree.tree_leaves(out_node.args[0])
+    if len(out_nodes) != len(expected):
+        out_nodes = [None] * len(expected)  # cannot tell which node made which output
+    quantized = any(is_quantize(n) or is_dequantize(n) for n in module.graph.nodes)
+    checks = []
+    for i, (want, got, node) in enumerate(zip(expected, actual, out_nodes)):
+        if not isinstance(got, torch.Tensor):
+            raise LoweringError(
+                f"self-check: output {i} of the .pte is {got!r}, of type {type(got).__name__}, where "
+                "the input program returns a tensor; lower with self_check=False to inspect it.")
+        checks.append(_judge(i, want.detach(), got.clone(), output_step(node), quantized))
+    return SelfCheck(ran=True, outputs=tuple(checks))
+
+
+def _self_check_failure(report: DelegationReport, boundary_nodes: list) -> str:
+    lines = ["self-check failed: the .pte does not compute what the input program computes, by more "
+             f"than int8 rounding explains (limits: {MAX_OUTPUT_STEPS:g} output steps and "
+             f"{MIN_SQNR_DB:g} dB SQNR for quantized outputs, {FP32_RTOL:g} of the largest magnitude "
+             "for fp32 ones, equality for integers):"]
+    lines += [f"  {o.describe()}" for o in report.self_check.outputs if not o.passed]
+    if report.boundary_problems:
+        lines.append("The delegate boundary is wrong around these nodes:")
+        lines += [f"  {p}" for p in report.boundary_problems]
+        lines.append(
+            "ExecuTorch's partitioner left a quantize/dequantize marked as part of an op that it did "
+            "not delegate. Keep the outside op named in each line and its neighbours in float (e.g. "
+            "XnnpackQuantizer().set_module_name(<module>, None)) so that no q/dq sits next to it, "
+            "and report the graph to xnnquant.")
+    else:
+        lines.append("No implicit quantize/dequantize was found outside its op's delegate; the "
+                     "delegate boundaries are at:")
+        lines += [f"  {b}" for b in boundary_nodes] or ["  (none: a single delegate takes everything)"]
+        lines.append(
+            "Check the ops outside the delegate and the q/dq next to them; keeping the ops named "
+            "above in float narrows it down. Lower with self_check=False to get the program anyway.")
+    outside = report.not_delegated
+    lines.append("Nodes outside the delegate:" if outside else "Nothing stayed outside the delegate.")
+    lines += [f"  {n.node} ({n.op}): {n.reason}" + (f": {n.detail}" if n.detail else "") for n in outside]
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- lowering
+
+# Tracing is not thread-safe: torch.export keeps the module hierarchy in a module
+# global (torch.export._trace._EXPORT_MODULE_HIERARCHY) that it clears when done,
+# torch.fx keeps its current patcher in another, and run_decompositions shares
+# node-meta state; two lowerings at once failed with "_EXPORT_MODULE_HIERARCHY
+# must not be None", "CURRENT_PATCHER is None", KeyError 'custom'.  So everything
+# from copying the program to serializing it takes this lock, and only the
+# self-check (the eager run and the runtime) runs concurrently.  It cannot order
+# exports that other code makes outside lower_to_xnnpack.
+_TRACING_LOCK = threading.Lock()
 
 
 def _check_inputs(example_inputs) -> None:
@@ -204,6 +600,7 @@ def lower_to_xnnpack(
     passes: Sequence = PRE_LOWERING_PASSES,
     require_full_delegation: bool = False,
     partitioner_kwargs: Optional[dict] = None,
+    self_check: bool = True,
 ) -> LoweredProgram:
     """Lower ``program`` to an ExecuTorch program with the XNNPACK delegate.
 
@@ -218,20 +615,45 @@ def lower_to_xnnpack(
         require_full_delegation: raise :class:`LoweringError` (with the report)
             when any op or q/dq node stays outside the delegate.
         partitioner_kwargs: passed to ``XnnpackPartitioner``.
+        self_check: run the ``.pte`` on ``example_inputs`` through
+            ``executorch.runtime`` and compare every output with the input
+            program's eager output (on a copy of it); the figures go to
+            ``report.self_check``.  ``False`` skips it.
 
     Returns:
         A :class:`LoweredProgram`; ``report.fully_delegated`` tells whether
-        anything stayed outside the delegate.
+        anything stayed outside the delegate, ``report.self_check`` what the
+        self-check measured.
 
     Raises:
         TypeError: ``program`` or ``example_inputs`` has the wrong type.
         LoweringError: re-export, edge conversion, partitioning or
-            serialization failed (the ExecuTorch exception is chained), or
-            ``require_full_delegation`` was set and something stayed outside.
+            serialization failed (the ExecuTorch exception is chained);
+            ``require_full_delegation`` was set and something stayed outside;
+            or the self-check failed: the ``.pte`` disagrees with the input
+            program by more than int8 rounding explains (the message names the
+            nodes at the wrong delegate boundary), the method does not load, or
+            an output is not a tensor.  ``path`` is not written then.
     """
+    _check_inputs(example_inputs)
+    with _TRACING_LOCK:
+        lowered, boundary_nodes = _lower(program, example_inputs, passes, require_full_delegation,
+                                         partitioner_kwargs or {})
+        reference = _copy_graph_module(program)[0] if self_check else None
+    if self_check:
+        report = lowered.report
+        report.self_check = _self_check(reference, lowered, example_inputs)
+        if not report.self_check.passed:
+            raise LoweringError(_self_check_failure(report, boundary_nodes))
+    if path is not None:
+        lowered.save(path)
+    return lowered
+
+
+def _lower(program, example_inputs, passes, require_full_delegation, partitioner_kwargs) -> tuple:
+    """(the :class:`LoweredProgram`, the partitioner's boundary nodes); see :func:`lower_to_xnnpack`."""
     from executorch.exir import to_edge_transform_and_lower
 
-    _check_inputs(example_inputs)
     gm, from_ep = _copy_graph_module(program)
     piped = run_pipeline(gm, passes)
 
@@ -247,7 +669,7 @@ def lower_to_xnnpack(
                 "(number, shapes, dtypes)."
             ) from exc
 
-    partitioner = _recording_partitioner(**(partitioner_kwargs or {}))
+    partitioner = _recording_partitioner(**partitioner_kwargs)
     try:
         edge = to_edge_transform_and_lower(ep, partitioner=[partitioner])
     except Exception as exc:
@@ -273,6 +695,7 @@ def lower_to_xnnpack(
         num_partitions=partitioner.num_partitions,
         outside_ops=outside,
         passes_changed=piped.changed,
+        boundary_problems=tuple(partitioner.boundary_problems),
     )
     if require_full_delegation and not report.fully_delegated:
         raise LoweringError(
@@ -293,7 +716,4 @@ def lower_to_xnnpack(
             "Replace the op named above or make it one XNNPACK delegates."
         ) from exc
     report.pte_size = len(buffer)
-    lowered = LoweredProgram(manager=manager, buffer=buffer, report=report)
-    if path is not None:
-        lowered.save(path)
-    return lowered
+    return LoweredProgram(manager=manager, buffer=buffer, report=report), partitioner.boundary_nodes

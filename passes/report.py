@@ -24,10 +24,17 @@ match wins:
 
 A q/dq node left outside takes the category of the outside op it is attached
 to (the detail names that op), because it is outside only because of that op.
+
+The report also carries the numeric self-check of ``lower_to_xnnpack``
+(:class:`SelfCheck`, one :class:`OutputCheck` per program output: the ``.pte``
+run through ``executorch.runtime`` against the input program's eager output)
+and any delegate boundary the partitioner got wrong (``boundary_problems``,
+e.g. a dequantize delegated without a Convert whose consumer stayed outside).
 """
 
 from __future__ import annotations
 
+import math
 import operator
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -35,6 +42,9 @@ from typing import Iterable, Optional
 
 import torch
 from torch.fx import Node
+
+from xnnquant.quantizer.graph import op_name
+from xnnquant.quantizer.patterns import DATA_MOVEMENT
 
 UNSUPPORTED_OP = "unsupported op"
 DTYPE = "dtype"
@@ -46,24 +56,11 @@ REASONS = (UNSUPPORTED_OP, DTYPE, QPARAMS_MISMATCH, FLOAT_BETWEEN_QUANTIZED, PAR
 _COMPUTE_DTYPES = {torch.float32, torch.float16}
 _QUANT_DTYPES = {torch.int8, torch.uint8, torch.int32}
 
-# The op names (without the dialect prefix) of data-movement ops: their output
-# must carry the qparams of their input for XNNPACK to run them on int8.
-_DATA_MOVEMENT = {
-    "view_copy", "view", "reshape", "permute_copy", "permute", "transpose", "t_copy",
-    "slice_copy", "slice", "cat", "squeeze_copy", "unsqueeze_copy", "expand_copy",
-    "clone", "_clone_dim_order", "max_pool2d", "constant_pad_nd", "flatten",
-}
-
-
-def op_name(target) -> str:
-    """``aten.addmm.default`` style name of a node target (edge or ATen)."""
-    inner = target
-    if not isinstance(inner, torch._ops.OpOverload):
-        inner = getattr(target, "_op", target)  # EdgeOpOverload wraps the ATen overload
-    if isinstance(inner, torch._ops.OpOverload):
-        namespace, name = inner._schema.name.split("::")
-        return f"{namespace}.{name}.{inner._overloadname}"
-    return getattr(target, "__name__", str(target))
+# The op names (without overload) of the op table's data-movement records, in ATen and
+# edge spelling: their output must carry the qparams of their input for XNNPACK.
+_DATA_MOVEMENT = frozenset(
+    {op.split(".")[0] for r in DATA_MOVEMENT for op in r.edge_ops}
+    | {t._opname for r in DATA_MOVEMENT for t in r.targets})
 
 
 def _short(name: str) -> str:
@@ -109,6 +106,112 @@ class NodeStatus:
     detail: str = ""
 
 
+@dataclass(frozen=True)
+class OutputCheck:
+    """One program output as the self-check compared it: the ``.pte`` against the eager program.
+
+    Attributes:
+        index: position among the flattened outputs.
+        kind: how it was judged: ``dequantized`` (a per-tensor dequantize's
+            output: output steps and SQNR), ``float`` (another float output of a
+            quantized program: SQNR), ``fp32`` (an output of a program with no
+            quantize/dequantize: float tolerance) or ``exact`` (an integer or
+            bool output: must be equal).
+        max_abs: max |pte - eager|.
+        sqnr: SQNR of the ``.pte`` output against the eager one in dB; ``inf``
+            when they are equal, None when the eager output is all zeros.
+        step: the output's quantization step (the dequantize's scale), or None.
+        max_steps: ``max_abs / step`` for a dequantized output, else None.
+        passed: whether the output met its criterion.
+    """
+
+    index: int
+    kind: str
+    max_abs: float
+    sqnr: Optional[float]
+    step: Optional[float] = None
+    max_steps: Optional[float] = None
+    passed: bool = True
+
+    def describe(self) -> str:
+        """``output 0 (dequantized, step 0.03): max |pte - eager| 0.03 = 1.00 steps, SQNR 57.5 dB``."""
+        step = f", step {self.step:.4g}" if self.step is not None else ""
+        figures = f"max |pte - eager| {self.max_abs:.4g}"
+        if self.max_steps is not None:
+            figures += f" = {self.max_steps:.2f} steps"
+        if self.sqnr is not None:
+            figures += f", SQNR {self.sqnr:.1f} dB"
+        return f"output {self.index} ({self.kind}{step}): {figures}"
+
+
+@dataclass(frozen=True)
+class SelfCheck:
+    """The numeric self-check of a lowering: did the ``.pte`` compute what the input program computes?
+
+    Attributes:
+        ran: False when ``lower_to_xnnpack(..., self_check=False)`` turned it off.
+        outputs: one :class:`OutputCheck` per flattened program output.
+    """
+
+    ran: bool = False
+    outputs: tuple = ()
+
+    @property
+    def passed(self) -> Optional[bool]:
+        """Whether every output met its criterion; None when the check did not run."""
+        return all(o.passed for o in self.outputs) if self.ran else None
+
+    @property
+    def sqnr(self) -> Optional[float]:
+        """The lowest SQNR over the outputs (dB), None if none was measured."""
+        values = [o.sqnr for o in self.outputs if o.sqnr is not None]
+        return min(values) if values else None
+
+    @property
+    def max_steps(self) -> Optional[float]:
+        """The largest difference over the dequantized outputs, in output steps; None if there are none."""
+        values = [o.max_steps for o in self.outputs if o.max_steps is not None]
+        return max(values) if values else None
+
+    def to_dict(self) -> dict:
+        """The check as JSON-ready data; figures that are not finite are written as None.
+
+        JSON has no infinity: an SQNR of inf (identical outputs) becomes None
+        next to ``max_abs`` 0, and a difference of inf or NaN (a shape mismatch,
+        a NaN in the ``.pte`` output) becomes None next to ``passed`` False.
+        """
+        def finite(x):
+            return x if isinstance(x, (int, float)) and math.isfinite(x) else None
+
+        figures = ("max_abs", "sqnr", "step", "max_steps")
+        return {
+            "ran": self.ran,
+            "passed": self.passed,
+            "sqnr": finite(self.sqnr),
+            "max_steps": finite(self.max_steps),
+            "outputs": [{k: finite(v) if k in figures else v for k, v in asdict(o).items()}
+                        for o in self.outputs],
+        }
+
+    def summary(self) -> str:
+        """The one line the report's table ends with."""
+        if not self.ran:
+            return "self-check: not run (self_check=False)"
+        verdict = "passed" if self.passed else "FAILED"
+        n = len(self.outputs)
+        outputs = f"{n} output{'s' if n != 1 else ''}"
+        if all(o.max_abs == 0 for o in self.outputs):
+            return f"self-check: {verdict} on {outputs} (identical to the input program)"
+        figures = []
+        if self.sqnr is not None:
+            figures.append(f"SQNR {self.sqnr:.1f} dB")
+        if self.max_steps is not None:
+            figures.append(f"max {self.max_steps:.2f} output steps")
+        worst_abs = max((o.max_abs for o in self.outputs), default=0.0)
+        figures.append(f"max |pte - eager| {worst_abs:.3g}")
+        return f"self-check: {verdict} on {outputs} ({', '.join(figures)})"
+
+
 @dataclass
 class DelegationReport:
     """What ended up inside and outside the XNNPACK delegate.
@@ -120,6 +223,10 @@ class DelegationReport:
         outside_ops: op names of the non-plumbing nodes left in the lowered graph.
         pte_size: size of the serialized program in bytes (0 until serialized).
         passes_changed: names of the pre-lowering passes that modified the graph.
+        boundary_problems: delegate boundaries the partitioner got wrong, one
+            sentence each (e.g. a dequantize delegated without a Convert whose
+            consumer stayed outside); empty when there are none.
+        self_check: the numeric :class:`SelfCheck` (``ran`` is False when it was turned off).
     """
 
     nodes: list = field(default_factory=list)
@@ -128,6 +235,8 @@ class DelegationReport:
     outside_ops: list = field(default_factory=list)
     pte_size: int = 0
     passes_changed: tuple = ()
+    boundary_problems: tuple = ()
+    self_check: SelfCheck = field(default_factory=SelfCheck)
 
     @property
     def not_delegated(self) -> list:
@@ -164,6 +273,8 @@ class DelegationReport:
             "fully_delegated": self.fully_delegated,
             "pte_size": self.pte_size,
             "passes_changed": list(self.passes_changed),
+            "boundary_problems": list(self.boundary_problems),
+            "self_check": self.self_check.to_dict(),
         }
 
     def format(self, *, delegated: bool = True) -> str:
@@ -182,6 +293,8 @@ class DelegationReport:
             f"q/dq outside: {self.qdq_outside}  ops outside: {self.non_delegated_ops or 'none'}  "
             f"pte: {self.pte_size} bytes"
         )
+        lines.extend(f"boundary problem: {p}" for p in self.boundary_problems)
+        lines.append(self.self_check.summary())
         return "\n".join(lines)
 
     def __str__(self) -> str:
@@ -204,6 +317,23 @@ def _dequantized(node: Node) -> bool:
             return False
         node = node.args[0] if node.args else None
     return isinstance(node, Node)
+
+
+def output_step(node) -> Optional[float]:
+    """The quantization step of the values ``node`` produces, or None if they are not dequantized int8.
+
+    That is the scale of the per-tensor dequantize that makes them, looking
+    through data movement (a ``dq → view`` output carries the dequantize's
+    values unchanged).  A per-channel or dynamic dequantize has no single step.
+    """
+    while isinstance(node, Node) and node.op == "call_function" and not is_dequantize(node):
+        if _short(op_name(node.target)) not in _DATA_MOVEMENT or not node.args:
+            return None
+        node = node.args[0]
+    if not (is_dequantize(node) and _short(op_name(node.target)) == "dequantize_per_tensor"):
+        return None
+    scale = node.args[1] if len(node.args) > 1 else node.kwargs.get("scale")
+    return float(scale) if isinstance(scale, (int, float)) else None
 
 
 def _tensor_dtypes(node: Node) -> list:

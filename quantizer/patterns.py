@@ -42,8 +42,8 @@ mean           ``adaptive_avg_pool2d(1)``, ``mean.dim``    ``mean.dim(keepdim=Tr
 =============  ==========================================  ===========================================
 
 Adding an op is one record here plus one case in ``tests/quantizer/cases.py``;
-the guard tests fail when either is missing.  The seed is
-``torch/ao/quantization/backend_config/_qnnpack_pt2e.py``.
+the guard tests fail when either is missing.  The seed is the pattern set of
+PyTorch's FX-era qnnpack backend config, carried over to PT2E.
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ from typing import Callable, Mapping, Optional
 import torch
 from torch.fx import Node
 
-from .graph import TRANSPOSES, is_transposed_constant, schema_args, shape
+from .graph import TRANSPOSES, constant, is_transposed_constant, schema_args, shape
 
 aten = torch.ops.aten
 
@@ -304,6 +304,47 @@ def _check_binary(node: Node) -> Optional[str]:
     return None
 
 
+#: A magnitude no int8 activation can carry next to ordinary values: an attention mask's
+#: ``finfo.min`` (-3.4e38), ``-inf``, or a "large negative" like -1e9 all lie past it.
+EXTREME = 1e6
+
+
+def _extreme_value(node: Node, depth: int = 3) -> Optional[float]:
+    """A literal or constant of magnitude >= EXTREME (or non-finite) at most ``depth`` ops up.
+
+    Masks are built as ``where(m, 0, finfo.min)``, ``masked_fill(-inf)`` or
+    ``(1 - m) * finfo.min``; the extreme value is a literal argument of one of the
+    few ops that make the operand, or a lifted constant.
+    """
+    work, seen = [(node, 0)], set()
+    while work:
+        current, level = work.pop()
+        if current in seen or level > depth:
+            continue
+        seen.add(current)
+        if current.op == "get_attr":
+            value = constant(current.graph.owning_module, current)
+            if value is not None and value.is_floating_point() and value.numel() and (
+                    not torch.isfinite(value).all() or value.abs().max() >= EXTREME):
+                return float(value.flatten()[value.abs().flatten().argmax()])
+            continue
+        for arg in (*current.args, *current.kwargs.values()):
+            if isinstance(arg, float) and (arg != arg or abs(arg) >= EXTREME):
+                return arg
+        work.extend((n, level + 1) for n in current.all_input_nodes)
+    return None
+
+
+def _check_extreme_operands(node: Node) -> Optional[str]:
+    """An operand built from -inf or the dtype's minimum (an attention mask) makes int8 meaningless."""
+    for name, operand in schema_args(node).items():
+        if isinstance(operand, Node) and (value := _extreme_value(operand)) is not None:
+            return (f"operand {name!r} is built from {value:g} (an attention mask's -inf or "
+                    "dtype minimum): one int8 scale cannot hold it and the ordinary values, "
+                    "so the op stays float")
+    return None
+
+
 def _check_max_pool(node: Node) -> Optional[str]:
     args = schema_args(node)
     kernel = list(args["kernel_size"])
@@ -375,7 +416,7 @@ _CONV_PARAMS = (("stride", "stride"), ("padding", "padding"), ("dilation", "dila
                 ("groups", "groups"))
 _POOL_PARAMS = (("kernel_size", "kernel_size"), ("stride", "stride"), ("padding", "padding"),
                 ("dilation", "dilation"), ("ceil_mode", "ceil_mode"))
-_ON_CODES = Reference(kernel=None)
+_ON_CODES = Reference(kernel=None, requantizes=False)
 
 
 def _shared(name: str, targets, *, args=_SELF, partitioner=(), edge_ops=(), checks=(),
@@ -456,7 +497,7 @@ RECORDS: tuple = (
         (Spelling(frozenset({aten.add.Tensor, aten.add_.Tensor}), _BINARY),),
         QParams.OWN,
         fused=RELU,  # XNNPACK's add fuses relu only; a following hardtanh shares instead
-        checks=(_check_binary,),
+        checks=(_check_binary, _check_extreme_operands),
         scalar_forms={aten.add.Scalar: aten.add.Tensor},
         reference=Reference("quantized_add"),
         partitioner=("AddConfig",),
@@ -466,7 +507,7 @@ RECORDS: tuple = (
         "sub",
         (Spelling(frozenset({aten.sub.Tensor, aten.sub_.Tensor}), _BINARY),),
         QParams.OWN,
-        checks=(_check_binary,),
+        checks=(_check_binary, _check_extreme_operands),
         scalar_forms={aten.sub.Scalar: aten.sub.Tensor},
         reference=Reference("quantized_sub"),
         partitioner=("SubConfig",),
@@ -476,7 +517,7 @@ RECORDS: tuple = (
         "mul",
         (Spelling(frozenset({aten.mul.Tensor, aten.mul_.Tensor}), _BINARY),),
         QParams.OWN,
-        checks=(_check_binary,),
+        checks=(_check_binary, _check_extreme_operands),
         scalar_forms={aten.mul.Scalar: aten.mul.Tensor},
         reference=Reference("quantized_mul"),
         partitioner=("MulConfig",),
@@ -598,9 +639,14 @@ def targets_of(records) -> frozenset:
     return frozenset().union(*(r.targets for r in records))
 
 
-#: Ops that keep their input's qparams, with their edge-dialect names.
+#: Ops that keep their input's qparams.
 SHARED_TARGETS = targets_of(records_with(QParams.SHARED))
-SHARED_EDGE_OPS = frozenset(op for r in records_with(QParams.SHARED) for op in r.edge_ops)
+#: Records that only move or select int8 codes (no requantization, no clamp): XNNPACK
+#: refuses them when their input and output qparams differ.
+DATA_MOVEMENT = tuple(
+    r for r in records_with(QParams.SHARED)
+    if r.reference is not None and not r.reference.requantizes
+    and all(s.bounds is None for s in r.spellings))
 #: Ops the quantizer fuses an activation into (``RewriteClamp`` respells clamps after them),
 #: with the ops between such an op and its activation (the view after a 3-D linear).
 FUSING_TARGETS = targets_of(r for r in RECORDS if HARDTANH <= r.fused)

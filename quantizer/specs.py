@@ -4,7 +4,7 @@ A :class:`QuantConfig` is a frozen dataclass holding one torchao
 ``QuantizationSpec`` per role (input activation, output activation, weight,
 bias).  It is validated once, in ``__post_init__``, against what XNNPACK can
 run, so an invalid config never reaches the annotator.  The constraints come
-from the seed design (``torch/ao/quantization/backend_config/qnnpack.py``):
+from the seed design (PyTorch's FX-era qnnpack backend config):
 
 * activation scale ≥ 2⁻¹² (observers are built with ``eps=2**-12``);
 * int8 weights are symmetric in [-127, 127] (XNNPACK's qs8 weights never use -128);

@@ -24,20 +24,26 @@ class LiftScalarOperands(PassBase):
         for node in list(gm.graph.nodes):
             if node.op != "call_function" or node.target not in LIFTED_TARGETS or len(node.args) < 2:
                 continue
-            lhs, rhs = node.args[0], node.args[1]
-            if not isinstance(lhs, Node) or isinstance(rhs, Node) or not isinstance(rhs, (int, float)):
+            operands = list(node.args[:2])
+            numbers = [i for i, a in enumerate(operands) if isinstance(a, (int, float))
+                       and not isinstance(a, bool)]
+            tensors = [a for a in operands if isinstance(a, Node)]
+            # The core IR spells ``1.0 - x`` as ``sub.Tensor(1.0, x)``: the number may be either side.
+            if len(numbers) != 1 or len(tensors) != 1:
                 continue
-            val = lhs.meta.get("val")
+            (index,) = numbers
+            val = tensors[0].meta.get("val")
             if not isinstance(val, torch.Tensor) or not val.is_floating_point():
                 continue
             while hasattr(gm, f"_lifted_scalar_{count}"):
                 count += 1
             name = f"_lifted_scalar_{count}"
-            gm.register_buffer(name, torch.tensor(float(rhs), dtype=val.dtype))
+            gm.register_buffer(name, torch.tensor(float(operands[index]), dtype=val.dtype))
             with gm.graph.inserting_before(node):
                 const = gm.graph.get_attr(name)
             const.meta["val"] = torch.empty((), dtype=val.dtype)
-            node.args = (lhs, const, *node.args[2:])
+            operands[index] = const
+            node.args = (*operands, *node.args[2:])
             node.target = SCALAR_FORMS.get(node.target, node.target)
             modified = True
         if modified:

@@ -13,12 +13,23 @@ import torch
 from torch.fx import GraphModule
 from torch.fx.passes.infra.pass_base import PassBase, PassResult
 
-from ..patterns import FUSING_TAILS, FUSING_TARGETS
+from ..patterns import FUSING_TAILS, FUSING_TARGETS, record_for
 
 aten = torch.ops.aten
 
-# The ops of the table that fuse hardtanh, and the view that may end a 3-D linear.
-_FUSES_INTO = FUSING_TARGETS | FUSING_TAILS
+
+def _fuses_activation(producer) -> bool:
+    """``producer`` is an op the quantizer fuses a hardtanh into (or the view that ends one).
+
+    The record must take the node itself, not just its target: an ``mm`` of two
+    activations is no linear, and a ``view`` counts only right after a conv/linear.
+    """
+    if getattr(producer, "target", None) in FUSING_TAILS and len(producer.users) == 1:
+        producer = producer.args[0]
+    if getattr(producer, "target", None) not in FUSING_TARGETS or len(producer.users) != 1:
+        return False
+    record = record_for(producer)
+    return record is not None and record.why_not(producer) is None
 
 
 class RewriteClamp(PassBase):
@@ -30,7 +41,7 @@ class RewriteClamp(PassBase):
             if node.op != "call_function" or node.kwargs:
                 continue
             producer = node.args[0] if node.args else None
-            if getattr(producer, "target", None) not in _FUSES_INTO or len(producer.users) != 1:
+            if not _fuses_activation(producer) or len(producer.users) != 1:
                 continue
             if node.target in (aten.relu6.default, aten.relu6_.default):
                 node.target, node.args = aten.hardtanh.default, (producer, 0.0, 6.0)

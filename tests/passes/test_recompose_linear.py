@@ -17,7 +17,7 @@ from xnnquant.passes import LoweringError, RecomposeLinear, lower_to_xnnpack
 from xnnquant.passes.report import PARTITIONER
 from xnnquant.quantizer.workflow import export_model, quantize
 
-from .test_lower_to_xnnpack import make_quantizer, project_quantizer_available
+from .test_lower_to_xnnpack import make_quantizer
 
 aten = torch.ops.aten
 qd = torch.ops.quantized_decomposed
@@ -103,7 +103,6 @@ def _split_views_with_qdq(gm):
     return gm
 
 
-@pytest.mark.skipif(not project_quantizer_available(), reason="needs a quantizer for the core IR")
 def test_quantized_3d_linear_with_split_views_is_delegated_only_with_the_pass():
     torch.manual_seed(0)
     model, x = nn.Sequential(nn.Linear(8, 6)).eval(), torch.randn(2, 3, 8)

@@ -3,12 +3,14 @@
 The reason classifier is tested on small hand-built graphs (one per category,
 no lowering needed); the counts and the partitioner's view are tested by
 lowering a quantized model with an op XNNPACK does not have (``cumsum``,
-``sort``) between quantized linears.
+``sort``) between quantized linears.  The self-check's figures and the
+boundary problems are tested on a hand-filled report.
 """
 
 from __future__ import annotations
 
 import json
+import math
 
 import expecttest
 import pytest
@@ -22,6 +24,8 @@ from xnnquant.passes.report import (
     PARTITIONER,
     QPARAMS_MISMATCH,
     UNSUPPORTED_OP,
+    OutputCheck,
+    SelfCheck,
     node_statuses,
 )
 from xnnquant.quantizer.workflow import quantize
@@ -131,10 +135,33 @@ def test_counts_and_fully_delegated():
 
 
 def test_to_dict_is_json():
-    data = json.loads(json.dumps(_small_report().to_dict()))
+    data = json.loads(json.dumps(_small_report().to_dict(), allow_nan=False))
     assert data["fully_delegated"] is False
     assert data["nodes"][1]["reason"] == UNSUPPORTED_OP
     assert data["passes_changed"] == ["RecomposeLinear"]
+    assert data["self_check"]["ran"] is False
+
+
+def _checked_report() -> DelegationReport:
+    report = _small_report()
+    report.self_check = SelfCheck(ran=True, outputs=(
+        OutputCheck(0, "dequantized", 0.05, 41.25, step=0.025, max_steps=2.0),
+        OutputCheck(1, "exact", 0.0, math.inf),
+    ))
+    report.boundary_problems = ("dq is delegated without a Convert (implicit), but ...",)
+    return report
+
+
+def test_self_check_figures_are_the_worst_over_the_outputs():
+    check = _checked_report().self_check
+    assert check.passed is True
+    assert check.sqnr == 41.25 and check.max_steps == 2.0
+    data = json.loads(json.dumps(_checked_report().to_dict(), allow_nan=False))
+    # JSON has no infinity: the identical integer output's SQNR is null, its max_abs 0.
+    assert data["self_check"]["outputs"][1]["sqnr"] is None
+    assert data["self_check"]["outputs"][1]["max_abs"] == 0.0
+    assert data["self_check"]["sqnr"] == 41.25
+    assert data["boundary_problems"] == ["dq is delegated without a Convert (implicit), but ..."]
 
 
 class TestTable(expecttest.TestCase):
@@ -143,7 +170,16 @@ class TestTable(expecttest.TestCase):
 node    op                                                  delegated  reason
 dq      quantized_decomposed.dequantize_per_tensor.default  yes
 cumsum  aten.cumsum.default                                 no         unsupported op: aten.cumsum.default
-delegates: 2  partitions: 2  q/dq outside: 1  ops outside: ['aten.cumsum.default']  pte: 1234 bytes""")
+delegates: 2  partitions: 2  q/dq outside: 1  ops outside: ['aten.cumsum.default']  pte: 1234 bytes
+self-check: not run (self_check=False)""")
+
+    def test_table_with_self_check_and_boundary_problem(self):
+        self.assertExpectedInline(_checked_report().format(delegated=False), """\
+node    op                   delegated  reason
+cumsum  aten.cumsum.default  no         unsupported op: aten.cumsum.default
+delegates: 2  partitions: 2  q/dq outside: 1  ops outside: ['aten.cumsum.default']  pte: 1234 bytes
+boundary problem: dq is delegated without a Convert (implicit), but ...
+self-check: passed on 2 outputs (SQNR 41.2 dB, max 2.00 output steps, max |pte - eager| 0.05)""")
 
 
 class _Between(nn.Module):
@@ -176,6 +212,7 @@ def test_unsupported_op_stays_outside_and_is_reported(cumsum_case):
     assert report.pte_size == len(lowered.buffer)
     # The program still runs: the portable kernel computes the cumsum between the delegates.
     torch.testing.assert_close(lowered.run(x)[0], converted(x), atol=1e-6, rtol=0)
+    assert report.self_check.passed and report.self_check.max_steps == 0
 
 
 def test_require_full_delegation_raises_with_the_table(cumsum_case):
@@ -188,7 +225,11 @@ def test_op_without_runtime_kernel_fails_to_load_with_a_clear_error():
     torch.manual_seed(0)
     model = _Between(lambda t: torch.sort(t, dim=-1)[0]).eval()
     x = torch.randn(4, 8)
-    lowered = lower_to_xnnpack(quantize(model, (x,), None, make_quantizer()), (x,))
+    converted = quantize(model, (x,), None, make_quantizer())
+    # The self-check loads the method, so lowering itself reports it.
+    with pytest.raises(LoweringError, match="(?s)could not load method 'forward'.*aten.sort.default"):
+        lower_to_xnnpack(converted, (x,))
+    lowered = lower_to_xnnpack(converted, (x,), self_check=False)
     assert lowered.report.non_delegated_ops == ["aten.sort.default"]
     assert lowered.report.not_delegated[0].reason == UNSUPPORTED_OP
     with pytest.raises(LoweringError, match="(?s)could not load method 'forward'.*aten.sort.default"):

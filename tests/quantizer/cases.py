@@ -186,6 +186,20 @@ CASES["clone"] = Case(
     (1, 3, 8, 8), _both({"conv": 2, "clone": 1}),
 )
 
+# An attention-style mask: softmax(scores + where(keep, 0, finfo.min)).  One int8 scale cannot
+# hold -3.4e38 and the scores, so the add must stay float (the where and gt have no record).
+CASES["masked_add"] = Case(
+    _seeded(lambda: _Fn(
+        lambda m, x: m.b(torch.softmax(
+            m.a(x) + torch.where(x[:, :8] > 0, 0.0, torch.finfo(torch.float32).min), dim=-1)),
+        a=nn.Linear(16, 8), b=nn.Linear(8, 4))),
+    (4, 16), _both({"linear": 2, "slice": 1}),
+    floats={"training": {"add": 1, "softmax": 1, "aten.where.Scalar": 1, "aten.gt.Scalar": 1},
+            "core": {"add": 1, "softmax": 1, "aten.where.self": 1, "aten.gt.Scalar": 1,
+                     "aten.scalar_tensor.default": 2}},
+    outside=_both(4), why="XNNPACK has no where, scalar_tensor or comparison ops",
+)
+
 # Float-only records: XNNPACK runs them in fp32 (inside the delegate, unless the record says).
 CASES.update({
     "sigmoid": _between_convs(torch.sigmoid, {"sigmoid": 1}),
