@@ -11,6 +11,8 @@ are listed; the graph each one is for is in its module docstring:
 * :class:`RecomposeLinear`: a quantized core-IR linear on a rank-3 input
   (``view → q/dq → addmm → q/dq → view``) is refused by ExecuTorch's
   ``AddmmConfig`` ("invalid source partition").
+* :class:`RewriteSqueezeAsView`: ``squeeze``/``unsqueeze`` on a non-trailing
+  dim is claimed by no partitioner config and splits the program.
 """
 
 from __future__ import annotations
@@ -18,8 +20,10 @@ from __future__ import annotations
 from xnnquant.quantizer.transforms import PipelineResult, RewriteMaxPoolWithIndices, run_pipeline
 
 from .recompose_linear import RecomposeLinear
+from .rewrite_squeeze_as_view import RewriteSqueezeAsView
 
 #: The pre-lowering passes, in the order they run.
-PRE_LOWERING_PASSES: tuple = (RewriteMaxPoolWithIndices, RecomposeLinear)
+PRE_LOWERING_PASSES: tuple = (RewriteMaxPoolWithIndices, RecomposeLinear, RewriteSqueezeAsView)
 
-__all__ = ["PRE_LOWERING_PASSES", "PipelineResult", "RecomposeLinear", "run_pipeline"]
+__all__ = ["PRE_LOWERING_PASSES", "PipelineResult", "RecomposeLinear", "RewriteSqueezeAsView",
+           "run_pipeline"]

@@ -525,11 +525,15 @@ RECORDS: tuple = (
     ),
     _shared("view", {
         aten.view.default, aten.reshape.default, aten._unsafe_view.default,
-        aten.flatten.using_ints, aten.squeeze.dim, aten.squeeze.dims, aten.squeeze.default,
-        aten.unsqueeze.default, aten.view_copy.default, aten.squeeze_copy.dims,
+        aten.flatten.using_ints, aten.view_copy.default,
+    }, partitioner=("ViewCopyConfig",), edge_ops=("view_copy.default",)),
+    # XNNPACK's partitioner claims squeeze_copy nowhere and unsqueeze_copy only on the last
+    # dim; the lowering respells both as the view they are (``RewriteSqueezeAsView``).
+    _shared("squeeze", {
+        aten.squeeze.dim, aten.squeeze.dims, aten.squeeze.default, aten.unsqueeze.default,
+        aten.squeeze_copy.dim, aten.squeeze_copy.dims, aten.squeeze_copy.default,
         aten.unsqueeze_copy.default,
-    }, partitioner=("ViewCopyConfig", "UnsqueezeCopyConfig"),
-        edge_ops=("view_copy.default", "squeeze_copy.dims", "unsqueeze_copy.default")),
+    }, partitioner=("ViewCopyConfig",), edge_ops=("view_copy.default",)),
     _shared("permute", {aten.permute.default, aten.transpose.int, aten.t.default,
                         aten.permute_copy.default},
             partitioner=("PermuteConfig",), edge_ops=("permute_copy.default",)),

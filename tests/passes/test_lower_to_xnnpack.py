@@ -192,6 +192,7 @@ def lowered_cache(quantizer):
                   f"{row['sqnr']:>8.1f} dB")
 
 
+@pytest.mark.slow  # lowers every case
 @pytest.mark.parametrize("name, ir", _case_params())
 def test_lowered_program_matches_converted_graph(lowered_cache, name, ir):
     model, inputs, converted, lowered = lowered_cache(name, ir)
@@ -234,10 +235,18 @@ def _quantized_core_linear_with_split_views():
     return _split_views_with_qdq(quantize(model, (x,), None, make_quantizer(), ir="core")), (x,)
 
 
+def _quantized_squeeze_unsqueeze():
+    from tests.quantizer.cases import quantize_case
+
+    _, converted, x, _ = quantize_case("squeeze", "training")
+    return converted, x
+
+
 # Each pre-lowering pass, in pipeline order, and a builder of the graph that needs it.
 GRAPH_FOR_PASS = {
     "RewriteMaxPoolWithIndices": _fp32_core_max_pool,
     "RecomposeLinear": _quantized_core_linear_with_split_views,
+    "RewriteSqueezeAsView": _quantized_squeeze_unsqueeze,
 }
 
 
@@ -601,6 +610,7 @@ def _why_logger():
     return gemm_configs.why.logger
 
 
+@pytest.mark.slow  # several rounds of three lowerings
 def test_two_programs_lowered_at_once_report_as_when_lowered_one_after_the_other(rejected_cache):
     jobs = {"matmul": rejected_cache("matmul", "training")[1:],
             "conv_activation_weight": rejected_cache("conv_activation_weight", "core")[1:]}

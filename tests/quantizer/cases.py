@@ -181,6 +181,13 @@ def _between_convs(fn, floats: dict, channels: int = 4, **kw) -> Case:
     )
 
 
+# squeeze/unsqueeze on non-trailing dims: [1,4,1,8] → conv1d on [1,4,8] → conv2d on [1,1,4,8].
+CASES["squeeze"] = Case(
+    _seeded(lambda: _Fn(lambda m, x: m.c(m.b(m.a(x).squeeze(2)).unsqueeze(1)),
+                        a=nn.Conv2d(3, 4, 1), b=nn.Conv1d(4, 4, 3, padding=1), c=nn.Conv2d(1, 2, 1))),
+    (1, 3, 1, 8), _both({"conv": 3, "squeeze": 2}),
+)
+
 CASES["clone"] = Case(
     _seeded(lambda: _Fn(lambda m, x: m.b(m.a(x).clone()), a=nn.Conv2d(3, 4, 1), b=nn.Conv2d(4, 4, 1))),
     (1, 3, 8, 8), _both({"conv": 2, "clone": 1}),

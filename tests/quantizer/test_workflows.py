@@ -79,6 +79,7 @@ def test_executorch_own_op_tests_pass_with_our_quantizer(name, monkeypatch):
     test_cls(method).debug()  # runs setUp, the test and tearDown; raises on failure
 
 
+@pytest.mark.slow  # trains
 def test_qat_training_ir_folds_bn_and_delegates():
     model = _convbn().train()
 
