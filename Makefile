@@ -26,8 +26,18 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not slow" tests
 
+# The chart needs matplotlib, which only the benchmark uses: the 'plot' extra.
 bench: $(STAMP)
-	$(PY) examples/benchmark.py
+	$(PY) -m pip install -q -e '.[plot]'
+	$(PY) examples/benchmark.py --plot out/benchmark.png
+
+# A long fuzz run (tests/fuzz): N random graphs on both IRs, a summary at the end.
+# SEED picks another fixed sequence of graphs.
+N ?= 500
+SEED ?= 0
+.PHONY: fuzz
+fuzz: $(STAMP)
+	XNNQUANT_FUZZ_N=$(N) XNNQUANT_FUZZ_SEED=$(SEED) $(PY) -m pytest -q -s tests/fuzz/test_fuzz.py
 
 # The ARM test (tests/arm): `make test` runs it once these tools are there and skips it otherwise.
 .PHONY: arm-tools test-arm

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import operator
 import os
 import platform
@@ -318,30 +319,70 @@ def write_json_atomic(path: str, data) -> None:
         raise
 
 
-def plot(results: list[Result], path: str) -> bool:
-    """Bar chart of latency relative to fp32 per model; returns False if matplotlib is missing."""
-    try:
-        import matplotlib
+def plot(results: list, path: str, *, title: Optional[str] = None) -> bool:
+    """Write a PNG of latency and SQNR per model and contender; returns False if matplotlib is missing.
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+    Top panel: median latency in ms (log scale, since models differ by 1000x),
+    each bar marked with its ratio to fp32 on the same model; bottom panel:
+    output SQNR in dB.  A contender that failed gets no bar but a "failed"
+    mark, so it cannot be read as fast.  ``results`` are :class:`Result`
+    objects or their ``asdict`` form (the ``results`` of the JSON file).
+    The figure is written atomically.
+    """
+    from xnnquant.quantizer.accuracy.plotting import pyplot, write_png
+
+    plt = pyplot()
+    if plt is None:
         return False
-    models = list(dict.fromkeys(r.model for r in results))
-    names = list(dict.fromkeys(r.contender for r in results))
-    fig, ax = plt.subplots(figsize=(2 + 1.8 * len(models), 4))
+    rows = [r if isinstance(r, dict) else asdict(r) for r in results]
+    models = list(dict.fromkeys(r["model"] for r in rows))
+    names = list(dict.fromkeys(r["contender"] for r in rows))
+    by_key = {(r["model"], r["contender"]): r for r in rows}
     width = 0.8 / max(1, len(names))
+    colors = plt.get_cmap("tab10").colors
+    fig, (lat_ax, sqnr_ax) = plt.subplots(2, 1, figsize=(2.2 + 2.0 * len(models), 6.4), sharex=True)
     for k, name in enumerate(names):
-        values = [next((r.latency_vs_fp32 or 0 for r in results
-                        if r.model == m and r.contender == name), 0) for m in models]
-        ax.bar([i + k * width for i in range(len(models))], values, width, label=name)
-    ax.set_xticks([i + width * (len(names) - 1) / 2 for i in range(len(models))], models)
-    ax.axhline(1.0, color="grey", linewidth=0.8)
-    ax.set_ylabel("median latency / fp32 (lower is better; 0 = failed)")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
+        for i, model in enumerate(models):
+            r = by_key.get((model, name))
+            x = i + (k - (len(names) - 1) / 2) * width
+            color = colors[k % len(colors)]
+            label = name if i == 0 else None
+            if r is None:
+                continue
+            if r.get("error") or r.get("latency_ms") is None:
+                for ax in (lat_ax, sqnr_ax):
+                    ax.text(x, 0.02, "failed", rotation=90, ha="center", va="bottom", fontsize=7,
+                            color=color, transform=ax.get_xaxis_transform())
+                lat_ax.bar(x, 0, width, color=color, label=label)
+                continue
+            lat_ax.bar(x, r["latency_ms"], width, color=color, label=label)
+            ratio = r.get("latency_vs_fp32")
+            if ratio is not None and name != "fp32":
+                lat_ax.annotate(f"{ratio:.2f}x", (x, r["latency_ms"]), xytext=(0, 2),
+                                textcoords="offset points", ha="center", va="bottom", fontsize=6.5,
+                                rotation=90, bbox={"boxstyle": "square,pad=0.1", "fc": "white",
+                                                   "ec": "none", "alpha": 0.8})
+            if r.get("sqnr_db") is not None and math.isfinite(r["sqnr_db"]):
+                sqnr_ax.bar(x, r["sqnr_db"], width, color=color)
+    for i, model in enumerate(models):
+        fp32 = by_key.get((model, "fp32"))
+        if fp32 and fp32.get("latency_ms"):
+            # fp32's latency across the whole group: the line every ratio label is relative to.
+            lat_ax.hlines(fp32["latency_ms"], i - 0.45, i + 0.45, colors="black", linestyles="dashed",
+                          linewidth=0.8, label="fp32 latency" if i == 0 else None)
+    lat_ax.set_yscale("log")
+    lat_ax.set_ylabel("median latency, ms (log)\nlabel: ratio to fp32")
+    lat_ax.margins(y=0.25)
+    lat_ax.legend(fontsize=7, ncol=min(len(names) + 1, 6), loc="upper center",
+                  bbox_to_anchor=(0.5, 1.2), frameon=False)
+    sqnr_ax.set_ylabel("output SQNR vs eager fp32, dB")
+    sqnr_ax.set_xticks(range(len(models)), models)
+    for ax in (lat_ax, sqnr_ax):
+        ax.grid(axis="y", linewidth=0.4, alpha=0.5)
+    if title:
+        fig.suptitle(title, fontsize=8, y=0.005, va="bottom")
+    fig.tight_layout(rect=(0, 0.03 if title else 0, 1, 1))
+    write_png(fig, path)
     return True
 
 
@@ -366,6 +407,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--json", default="out/benchmark.json",
                         help="where to write the results (default: %(default)s)")
     parser.add_argument("--plot", metavar="PATH", help="also write a PNG chart (needs matplotlib)")
+    parser.add_argument("--plot-from", metavar="JSON",
+                        help="run nothing: draw the --plot chart (default out/benchmark.png) from a "
+                        "results file this script wrote")
     parser.add_argument("--quick", action="store_true",
                         help="smoke run: tiny model sizes, 2 calibration batches, 2 timed iterations")
     parser.add_argument("--verbose", action="store_true", help="print tracebacks of failures")
@@ -381,8 +425,29 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
+def _chart_title(settings: dict, machine: dict) -> str:
+    return (f"examples/benchmark.py{' --quick (tiny model sizes)' if settings.get('quick') else ''}: "
+            f"{settings.get('calibration_samples')} calibration batches, median of "
+            f"{settings.get('iters')} runs on {machine.get('threads')} threads; "
+            f"torch {machine.get('torch')}")
+
+
+def plot_from(json_path: str, png_path: str) -> int:
+    """Draw the chart of a results file written by :func:`main`."""
+    data = json.loads(Path(json_path).read_text())
+    if not plot(data["results"], png_path,
+                title=_chart_title(data.get("settings", {}), data.get("machine", {}))):
+        print("matplotlib is not installed, no chart written (pip install -e '.[plot]')",
+              file=sys.stderr)
+        return 1
+    print(f"wrote {png_path}")
+    return 0
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.plot_from:
+        return plot_from(args.plot_from, args.plot or "out/benchmark.png")
     table = TINY_MODELS if args.quick else MODELS
     torch.manual_seed(0)
     started = time.perf_counter()
@@ -398,17 +463,19 @@ def main(argv=None) -> int:
     print(f"\n{len(args.models)} models in {elapsed:.0f} s; latency = median of {args.iters} "
           f"interleaved runs (batch as in input shape) on {torch.get_num_threads()} threads")
 
+    settings = {k: v for k, v in vars(args).items() if k not in ("json", "plot", "plot_from")}
+    machine = {"python": platform.python_version(), "torch": torch.__version__,
+               "threads": torch.get_num_threads(), "cpu_count": os.cpu_count()}
     write_json_atomic(args.json, {
-        "settings": {k: v for k, v in vars(args).items() if k not in ("json", "plot")},
+        "settings": settings,
         "baseline": BASELINE,
-        "machine": {"python": platform.python_version(), "torch": torch.__version__,
-                    "threads": torch.get_num_threads(), "cpu_count": os.cpu_count()},
+        "machine": machine,
         "elapsed_s": elapsed,
         "results": [asdict(r) for r in results],
     })
     print(f"wrote {args.json}")
     if args.plot:
-        if plot(results, args.plot):
+        if plot(results, args.plot, title=_chart_title(settings, machine)):
             print(f"wrote {args.plot}")
         else:
             print(f"--plot {args.plot}: matplotlib is not installed, no chart written "

@@ -17,9 +17,10 @@ the same architectures at sizes that run in milliseconds, for tests.
 ``ARCHITECTURES`` (and ``TINY_ARCHITECTURES``) hold published architectures
 written by hand from their block structure (torchvision cannot be imported
 here): MobileNetV3-Small, EfficientNet-B0, a TF-"SAME"-padded MobileNetV1, a
-small ViT and ``nn.TransformerEncoderLayer``.  They contain ops XNNPACK runs
-only in fp32 (hardswish, hardsigmoid, sigmoid, SiLU, pad, gelu, layer norm,
-softmax, matmul), so they are not fully int8.  Their batch norms are set by
+small ViT and ``nn.TransformerEncoderLayer``.  The CNNs are int8 throughout
+(hardswish, sigmoid, SiLU, pad and gelu through xnnquant's partitioner
+configs, hardsigmoid respelled in int8 ops); the transformers hold ops XNNPACK
+runs only in fp32 (layer norm, softmax, matmul), so they are not fully int8.  Their batch norms are set by
 :func:`calibrate_batchnorm` from a few batches in train mode.
 """
 
@@ -318,9 +319,9 @@ def digits_cnn(channels: int = 16, num_classes: int = 10, seed: int = 0) -> nn.M
 #
 # The builders below follow published block structures (torchvision's MobileNetV3 and
 # EfficientNet, TF-Slim's MobileNet "SAME" padding, the ViT paper's encoder) and use ops
-# XNNPACK runs only in fp32 (hardswish, sigmoid, hardsigmoid, SiLU, pad, gelu, layer norm,
-# softmax, matmul).  They live in ARCHITECTURES / TINY_ARCHITECTURES, not in MODELS, because
-# they cannot be fully int8.
+# beyond conv/linear/pool/add (hardswish, sigmoid, hardsigmoid, SiLU, pad, gelu, and in the
+# transformers layer norm, softmax, matmul, which XNNPACK runs only in fp32).  They live in
+# ARCHITECTURES / TINY_ARCHITECTURES, not in MODELS.
 
 
 def calibrate_batchnorm(

@@ -9,14 +9,22 @@ Annotation-time passes live with the quantizer (``xnnquant.quantizer.transforms`
 """
 
 from .lower_to_reference import MissingReferenceError, lower_to_reference
-from .lower_to_xnnpack import LoweredProgram, LoweringError, lower_to_xnnpack
+from .lower_to_xnnpack import (
+    InputError,
+    LoweredProgram,
+    LoweringError,
+    ProgramError,
+    RuntimeMethod,
+    lower_to_xnnpack,
+)
 from .pipeline import PRE_LOWERING_PASSES, PipelineResult, run_pipeline
 from .recompose_linear import RecomposeLinear
 from .rewrite_squeeze_as_view import RewriteSqueezeAsView
 from .report import REASONS, DelegationReport, NodeStatus
 
 __all__ = [
-    "lower_to_xnnpack", "LoweredProgram", "LoweringError", "DelegationReport", "NodeStatus",
+    "lower_to_xnnpack", "LoweredProgram", "LoweringError", "ProgramError", "InputError",
+    "RuntimeMethod", "DelegationReport", "NodeStatus",
     "REASONS", "PRE_LOWERING_PASSES", "PipelineResult", "run_pipeline", "RecomposeLinear",
     "RewriteSqueezeAsView", "lower_to_reference", "MissingReferenceError",
 ]

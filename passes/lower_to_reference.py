@@ -51,6 +51,7 @@ from torch.fx.passes.infra.pass_base import PassBase, PassResult
 
 from xnnquant.kernels.arith import activation_bounds
 from xnnquant.kernels.ops import NAMESPACE, registered_kernels
+from xnnquant.quantizer._quiet import quiet_third_party
 from xnnquant.quantizer.graph import constant, is_call, schema_args, shape, transposed_source
 from xnnquant.quantizer.patterns import (
     ACTIVATION_BOUNDS,
@@ -354,7 +355,8 @@ class _Rewriter:
             args: list[Any] = []
             for o in m.operands:
                 value = _replay(self.graph, o.moves, o.q_input)
-                args += [value, o.scale, o.zp] if m.record.reference.requantizes else [value]
+                ref = m.record.reference
+                args += [value, o.scale, o.zp] if ref.requantizes or ref.input_qparams else [value]
             if m.weight is not None:
                 w, w_scale, bias = m.weight
                 args += [w, self._scale_node(w_scale), bias]
@@ -476,6 +478,7 @@ def _feeds_quantize(node: Node) -> bool:
     return False
 
 
+@quiet_third_party
 def lower_to_reference(gm: GraphModule, *, strict: bool = False) -> GraphModule:
     """Lower a converted PT2E graph to xnnquant reference integer kernels.
 

@@ -123,6 +123,12 @@ class OutputCheck:
         step: the output's quantization step (the dequantize's scale), or None.
         max_steps: ``max_abs / step`` for a dequantized output, else None.
         passed: whether the output met its criterion.
+        against: what the ``.pte`` was compared with: ``eager`` (the input
+            program run eagerly) or ``reference`` (its lowering to xnnquant's
+            reference integer kernels, used when the eager comparison failed on
+            steps alone; see ``lower_to_xnnpack._self_check``).
+        eager: the eager comparison that sent this output to the reference
+            kernels, or None when ``against`` is ``eager``.
     """
 
     index: int
@@ -132,16 +138,21 @@ class OutputCheck:
     step: Optional[float] = None
     max_steps: Optional[float] = None
     passed: bool = True
+    against: str = "eager"
+    eager: Optional["OutputCheck"] = None
 
     def describe(self) -> str:
         """``output 0 (dequantized, step 0.03): max |pte - eager| 0.03 = 1.00 steps, SQNR 57.5 dB``."""
         step = f", step {self.step:.4g}" if self.step is not None else ""
-        figures = f"max |pte - eager| {self.max_abs:.4g}"
+        figures = f"max |pte - {self.against}| {self.max_abs:.4g}"
         if self.max_steps is not None:
             figures += f" = {self.max_steps:.2f} steps"
         if self.sqnr is not None:
             figures += f", SQNR {self.sqnr:.1f} dB"
-        return f"output {self.index} ({self.kind}{step}): {figures}"
+        text = f"output {self.index} ({self.kind}{step}): {figures}"
+        if self.eager is not None:
+            text += f" (eager: {self.eager.max_steps:.2f} steps, SQNR {self.eager.sqnr:.1f} dB)"
+        return text
 
 
 @dataclass(frozen=True)
@@ -184,13 +195,17 @@ class SelfCheck:
             return x if isinstance(x, (int, float)) and math.isfinite(x) else None
 
         figures = ("max_abs", "sqnr", "step", "max_steps")
+
+        def output(fields: dict) -> dict:
+            return {k: finite(v) if k in figures else output(v) if isinstance(v, dict) else v
+                    for k, v in fields.items()}
+
         return {
             "ran": self.ran,
             "passed": self.passed,
             "sqnr": finite(self.sqnr),
             "max_steps": finite(self.max_steps),
-            "outputs": [{k: finite(v) if k in figures else v for k, v in asdict(o).items()}
-                        for o in self.outputs],
+            "outputs": [output(asdict(o)) for o in self.outputs],
         }
 
     def summary(self) -> str:

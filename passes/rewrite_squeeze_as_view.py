@@ -13,10 +13,12 @@ dim keeps the op as it is.
 
 from __future__ import annotations
 
-import torch
-from torch.fx import GraphModule
-from torch.fx.passes.infra.pass_base import PassBase, PassResult
+from typing import Optional
 
+import torch
+from torch.fx import GraphModule, Node
+
+from xnnquant.quantizer.graph import RewriteEachNode
 from xnnquant.quantizer.patterns import record
 
 aten = torch.ops.aten
@@ -24,24 +26,13 @@ aten = torch.ops.aten
 _SQUEEZES = record("squeeze").targets
 
 
-class RewriteSqueezeAsView(PassBase):
+class RewriteSqueezeAsView(RewriteEachNode):
     """``squeeze(x, dims)`` / ``unsqueeze(x, dim)`` → ``view(x, out_shape)`` for static shapes."""
 
-    def call(self, gm: GraphModule) -> PassResult:
-        modified = False
-        for node in list(gm.graph.nodes):
-            if node.op != "call_function" or node.target not in _SQUEEZES:
-                continue
-            val = node.meta.get("val")
-            if not isinstance(val, torch.Tensor) or not all(isinstance(d, int) for d in val.shape):
-                continue
-            with gm.graph.inserting_before(node):
-                view = gm.graph.call_function(aten.view.default, (node.args[0], list(val.shape)))
-            view.meta.update(node.meta)
-            node.replace_all_uses_with(view)
-            gm.graph.erase_node(node)
-            modified = True
-        if modified:
-            gm.graph.lint()
-            gm.recompile()
-        return PassResult(gm, modified)
+    def replacement(self, gm: GraphModule, node: Node) -> Optional[Node]:
+        if node.target not in _SQUEEZES:
+            return None
+        val = node.meta.get("val")
+        if not isinstance(val, torch.Tensor) or not all(isinstance(d, int) for d in val.shape):
+            return None
+        return self.call_before(gm, node, aten.view.default, (node.args[0], list(val.shape)))

@@ -10,6 +10,7 @@ reference kernels nor the lowering, so importing it registers no
 ``torch.library`` op.
 """
 
+from ._quiet import quiet_third_party  # first: it imports torchao quietly
 from .patterns import RECORDS, Arg, OpRecord, QParams, Reference, Role, Spelling, record, record_for
 from .quantizer import ValidationError, XnnpackQuantizer
 from .report import AnnotationReport, NodeDecision
@@ -29,5 +30,5 @@ __all__ = [
     "as_config", "ConfigError", "ValidationError", "AnnotationReport", "NodeDecision",
     "RECORDS", "OpRecord", "Spelling", "Arg", "Reference", "Role", "QParams", "record",
     "record_for", "MIN_SCALE", "export_model", "calibrate", "quantize", "sqnr",
-    "CalibrationError", "ExportError",
+    "CalibrationError", "ExportError", "quiet_third_party",
 ]

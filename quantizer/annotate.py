@@ -30,7 +30,6 @@ from __future__ import annotations
 import operator
 from typing import Callable, Optional
 
-import torch
 from torch.fx import GraphModule, Node
 from torchao.quantization.pt2e.quantizer import (
     QuantizationAnnotation,
@@ -242,12 +241,18 @@ class _Annotator:
         if reason is not None:
             self.decide(node, False, pattern=record.name, config=config, reason=reason)
             return
-        # One leader's qparams; the other inputs and the output join its group.
+        # One leader's qparams; the other inputs and the output join its group.  Every spec
+        # names the group's root (the edge or node holding a real spec), never a chain of
+        # shared specs: torchao's union-find can root a group at a shared spec that points
+        # back into it, and then recurses forever (``cat([clamp(x), x])`` did).
         leader = leaders[0]
-        shared_out = SharedQuantizationSpec((leader, node))
-        input_map = {i: shared_out for i in inputs}
-        input_map[leader] = (SharedQuantizationSpec(leader) if output_is_quantized(leader)
-                             else config.input_activation)
+        if output_is_quantized(leader):
+            shared_out = SharedQuantizationSpec(_sharing_root(leader))
+            input_map = {i: shared_out for i in inputs}
+        else:
+            shared_out = SharedQuantizationSpec((leader, node))
+            input_map = {i: shared_out for i in inputs}
+            input_map[leader] = config.input_activation
         if spelling.output_index is not None:
             node.meta[Q_ANNOTATION_KEY] = QuantizationAnnotation(input_qspec_map=input_map, _annotated=True)
             for user in node.users:
@@ -270,9 +275,35 @@ class _Annotator:
             self.decide(node, False, reason="no record in the op table: not an op XNNPACK runs in int8")
 
 
+def _sharing_root(node: Node):
+    """The edge or node whose own spec ``node``'s output qparams come from, through shared specs."""
+    target = node
+    while True:
+        if isinstance(target, Node):
+            spec = target.meta[Q_ANNOTATION_KEY].output_qspec
+        else:
+            source, user = target
+            spec = user.meta[Q_ANNOTATION_KEY].input_qspec_map[source]
+        if not isinstance(spec, SharedQuantizationSpec):
+            return target
+        target = spec.edge_or_node
+
+
 def _through(arg) -> frozenset:
     """The ops an argument may be observed before (a transposed weight's 2-D transpose)."""
     return arg.through | TRANSPOSES if arg.transposed else arg.through
+
+
+def _live_nodes(gm: GraphModule) -> set:
+    """The nodes the graph's outputs depend on (an op with no path to an output computes nothing)."""
+    live: set = set()
+    pending = [n for n in gm.graph.nodes if n.op == "output"]
+    while pending:
+        node = pending.pop()
+        if node not in live:
+            live.add(node)
+            pending.extend(node.all_input_nodes)
+    return live
 
 
 def annotate_graph(
@@ -289,7 +320,10 @@ def annotate_graph(
         node_filter: nodes for which it returns False stay float.
     """
     annotator = _Annotator(resolve, node_filter)
-    nodes = [n for n in gm.graph.nodes if n.op == "call_function"]
+    # Dead code is left out: the training IR keeps it where the core IR's decomposition
+    # drops it, and convert_pt2e erases it, so counting it would make the IRs disagree.
+    live = _live_nodes(gm)
+    nodes = [n for n in gm.graph.nodes if n.op == "call_function" and n in live]
     records = {n: record_for(n) for n in nodes}
     for phase, rule in ((annotator.anchor, QParams.OWN), (annotator.shared, QParams.SHARED)):
         for node in nodes:

@@ -13,6 +13,7 @@ from typing import Any, Optional
 import torch
 from torch._ops import OpOverload
 from torch.fx import GraphModule, Node
+from torch.fx.passes.infra.pass_base import PassBase, PassResult
 
 aten = torch.ops.aten
 
@@ -137,3 +138,60 @@ def is_constant(node: Any) -> bool:
 def is_transposed_constant(node: Any) -> bool:
     """``node`` is a 2-D transpose of a constant (the core IR's linear weight), before or after convert."""
     return is_constant(transposed_source(node))
+
+
+def erase_chain(gm: GraphModule, node: Node) -> None:
+    """Erase ``node`` (which must have no users) and every ``call_function`` input left without users.
+
+    A rewritten pattern (``x * relu6(x + 3) / 6``) leaves its inner nodes dead
+    once its root is replaced; erasing them here keeps the graph the annotator
+    sees free of float ops that compute nothing.
+    """
+    pending = [node]
+    while pending:
+        current = pending.pop()
+        if current.users or getattr(current, "_erased", False):
+            continue
+        inputs = [a for a in current.all_input_nodes if a.op == "call_function"]
+        gm.graph.erase_node(current)
+        pending.extend(inputs)
+
+
+class RewriteEachNode(PassBase):
+    """Base of the passes that replace single nodes: a subclass says what replaces a node.
+
+    :meth:`replacement` inserts the new nodes before ``node`` (with
+    :meth:`call_before`) and returns the one that takes over ``node``'s uses,
+    or None to leave ``node`` alone.  The replaced node is then erased with
+    every input left without users (:func:`erase_chain`), and the graph is
+    linted and recompiled once, if anything changed.
+    """
+
+    def replacement(self, gm: GraphModule, node: Node) -> Optional[Node]:
+        raise NotImplementedError
+
+    @staticmethod
+    def call_before(gm: GraphModule, node: Node, target, args: tuple, kwargs: Optional[dict] = None) -> Node:
+        """A ``call_function`` inserted before ``node``, carrying a copy of its meta."""
+        with gm.graph.inserting_before(node):
+            new = gm.graph.call_function(target, args, kwargs or {})
+        # The replacement computes the same value; the module stack keeps scoping by module.
+        new.meta = dict(node.meta)
+        return new
+
+    def call(self, gm: GraphModule) -> PassResult:
+        modified = False
+        for node in list(gm.graph.nodes):
+            # Nodes erased as part of an earlier replacement's chain are skipped.
+            if node.op != "call_function" or getattr(node, "_erased", False):
+                continue
+            new = self.replacement(gm, node)
+            if new is None:
+                continue
+            node.replace_all_uses_with(new)
+            erase_chain(gm, node)
+            modified = True
+        if modified:
+            gm.graph.lint()
+            gm.recompile()
+        return PassResult(gm, modified)

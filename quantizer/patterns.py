@@ -24,8 +24,9 @@ A record (:class:`OpRecord`) holds:
 ``checks``         each returns why XNNPACK cannot run a node, or None
 ``reference``      the reference kernel and its parameter mapping, or
                    ``no_reference`` with the reason it has none
-``partitioner``    the ExecuTorch partitioner configs that claim it, and the
-                   edge-dialect ops it becomes (``edge_ops``)
+``partitioner``    the partitioner configs that claim it (ExecuTorch's, or
+                   xnnquant's int8 ones in ``xnnquant.passes.partitioner_configs``),
+                   and the edge-dialect ops it becomes (``edge_ops``)
 =================  ===========================================================
 
 Both IRs at a glance:
@@ -39,6 +40,9 @@ conv_transpose ``conv_transpose1d``, ``conv_transpose2d``  ``convolution(transpo
 add, sub, mul  ``add.Tensor``, ``add_.Tensor``, ...        same
 max_pool       ``max_pool2d``                              ``max_pool2d_with_indices`` → ``getitem(0)``
 mean           ``adaptive_avg_pool2d(1)``, ``mean.dim``    ``mean.dim(keepdim=True)``
+hardswish      ``hardswish``                               ``add → clamp → clamp → mul → div``, made
+                                                           whole again by ``RecomposeHardswish``
+pad            ``pad(mode="constant")``                    ``constant_pad_nd``
 =============  ==========================================  ===========================================
 
 Adding an op is one record here plus one case in ``tests/quantizer/cases.py``;
@@ -56,7 +60,7 @@ from typing import Callable, Mapping, Optional
 import torch
 from torch.fx import Node
 
-from .graph import TRANSPOSES, constant, is_transposed_constant, schema_args, shape
+from .graph import constant, is_transposed_constant, schema_args, shape
 
 aten = torch.ops.aten
 
@@ -118,6 +122,8 @@ class Reference:
         requantizes: False when the kernel takes no qparams because input and
             output share them (max pooling, standalone clamps).
         fuses_activation: a following clamp-like activation becomes the output clamp.
+        input_qparams: the kernel takes its input's qparams although it does not
+            requantize (pad writes its padding value as a code).
         rewrite_args: per target, a hook given the schema arguments and the weight's
             shape that returns them in the form ``params`` expects, or a string
             saying why it cannot (``padding="same"`` spelled as numbers).
@@ -128,6 +134,7 @@ class Reference:
     requantizes: bool = True
     fuses_activation: bool = True
     rewrite_args: Mapping = field(default_factory=dict)
+    input_qparams: bool = False
 
 
 @dataclass(frozen=True)
@@ -174,7 +181,8 @@ class OpRecord:
             they become once the number is lifted to a constant.
         reference: the reference kernel, or None with ``no_reference`` saying why.
         reason: for a ``FLOAT`` record, why XNNPACK runs it in fp32 only.
-        partitioner: names of the ExecuTorch XNNPACK partitioner configs that claim it.
+        partitioner: names of the XNNPACK partitioner configs that claim it (ExecuTorch's or
+            xnnquant's, ``xnnquant.passes.partitioner_configs.CONFIGS_BY_NAME``).
         edge_ops: the edge-dialect ops (``name.overload``) it becomes when lowered.
         delegated: where the lowering puts it: True inside the XNNPACK delegate;
             otherwise the :class:`~xnnquant.passes.report.DelegationReport` reason
@@ -382,7 +390,24 @@ def _check_global_mean(node: Node) -> Optional[str]:
     return None
 
 
+def _check_constant_mode(node: Node) -> Optional[str]:
+    mode = schema_args(node).get("mode", "constant")
+    return None if mode == "constant" else f"XNNPACK pads only with a constant (mode {mode!r})"
+
+
+def _check_pad_sizes(node: Node) -> Optional[str]:
+    if any(p < 0 for p in schema_args(node)["pad"]):
+        return "XNNPACK does not crop: negative pad sizes"
+    return None
+
+
 # --------------------------------------------------------------------------- reference args
+
+
+def _constant_pad_args(args: Mapping, weight_shape: Optional[tuple]):
+    """``pad(x, pad, "constant", value=None)`` in ``constant_pad_nd``'s terms (value 0.0)."""
+    value = args.get("value")
+    return {**args, "value": 0.0 if value is None else float(value)}
 
 
 def _numeric_padding(args: Mapping, weight_shape: Optional[tuple]):
@@ -432,6 +457,13 @@ def _float(name: str, targets, reason: str, *, partitioner=(), edge_ops=(),
     return OpRecord(name, (Spelling(frozenset(targets)),), QParams.FLOAT, reason=reason,
                     no_reference="it runs in float (XNNPACK has no int8 kernel for it)",
                     partitioner=partitioner, edge_ops=edge_ops, delegated=delegated)
+
+
+def _table(name: str, targets, kernel: str, *, params=(), partitioner=(), edge_ops=()) -> OpRecord:
+    """A record for an int8 activation XNNPACK computes from a lookup table: it requantizes."""
+    return OpRecord(name, (Spelling(frozenset(targets), _SELF),), QParams.OWN,
+                    reference=Reference(kernel, params=params, fuses_activation=False),
+                    partitioner=partitioner, edge_ops=edge_ops)
 
 
 _NOT_A_LINEAR = (_check_unit_scales, _check_linear_weight)
@@ -579,27 +611,41 @@ RECORDS: tuple = (
         partitioner=("HardtanhConfig", "ClampConfig"),
         edge_ops=("hardtanh.default", "clamp.default"),
     ),
-    _float("sigmoid", {aten.sigmoid.default},
-           "XNNPACK runs sigmoid in fp32 only (no int8 kernel in ExecuTorch's partitioner)",
-           partitioner=("SigmoidConfig",), edge_ops=("sigmoid.default",)),
-    _float("tanh", {aten.tanh.default},
-           "XNNPACK runs tanh in fp32 only (no int8 kernel in ExecuTorch's partitioner)",
-           partitioner=("TanhConfig",), edge_ops=("tanh.default",)),
+    # int8 activations: XNNPACK runs them as lookup tables (leaky_relu in fixed point);
+    # ExecuTorch's configs claim them in fp32 only, xnnquant's (passes/partitioner_configs.py)
+    # in int8 too.
+    _table("sigmoid", {aten.sigmoid.default, aten.sigmoid_.default}, "quantized_sigmoid",
+           partitioner=("Int8SigmoidConfig",), edge_ops=("sigmoid.default",)),
+    _table("tanh", {aten.tanh.default, aten.tanh_.default}, "quantized_tanh",
+           partitioner=("Int8TanhConfig",), edge_ops=("tanh.default",)),
+    # XNNPACK's gelu is the erf form; approximate="tanh" runs as it too (kernels/lut.py).
+    _table("gelu", {aten.gelu.default, aten.gelu_.default}, "quantized_gelu",
+           partitioner=("Int8GeluConfig",), edge_ops=("gelu.default",)),
+    # The core IR decomposes hardswish; RecomposeHardswish puts it back before annotation.
+    _table("hardswish", {aten.hardswish.default, aten.hardswish_.default}, "quantized_hardswish",
+           partitioner=("Int8HardswishConfig",), edge_ops=("hardswish.default",)),
+    _table("leaky_relu", {aten.leaky_relu.default, aten.leaky_relu_.default},
+           "quantized_leaky_relu", params=(("negative_slope", "negative_slope"),),
+           partitioner=("Int8LeakyReLUConfig",), edge_ops=("leaky_relu.default",)),
+    # Pad only moves codes (shared qparams); XNNPACK fuses it into a conv that follows.
+    OpRecord(
+        "pad",
+        (Spelling(frozenset({aten.constant_pad_nd.default}), _SELF),
+         Spelling(frozenset({aten.pad.default}), _SELF, checks=(_check_constant_mode,))),
+        QParams.SHARED,
+        checks=(_check_pad_sizes,),
+        reference=Reference("quantized_pad", params=(("pad", "pad"), ("value", "value")),
+                            requantizes=False, fuses_activation=False, input_qparams=True,
+                            rewrite_args={aten.pad.default: _constant_pad_args}),
+        partitioner=("Int8ConstantPadConfig",),
+        edge_ops=("constant_pad_nd.default",),
+    ),
     _float("softmax", {aten.softmax.int, aten._softmax.default},
            "XNNPACK runs softmax in fp32 only (its qs8 softmax is rejected at load)",
            partitioner=("SoftmaxConfig",), edge_ops=("_softmax.default",)),
-    _float("pad", {aten.constant_pad_nd.default, aten.pad.default},
-           "XNNPACK runs constant_pad_nd in fp32 only (no int8 pad in ExecuTorch's partitioner)",
-           partitioner=("ConstantPadConfig",), edge_ops=("constant_pad_nd.default",)),
     _float("avg_pool2d", {aten.avg_pool2d.default},
            "XNNPACK runs avg_pool2d in fp32 only (its qs8 average pooling is rejected)",
            partitioner=("AvgPoolingConfig",), edge_ops=("avg_pool2d.default",)),
-    _float("gelu", {aten.gelu.default},
-           "XNNPACK runs gelu in fp32 only (no int8 kernel in ExecuTorch's partitioner)",
-           partitioner=("GeluConfig",), edge_ops=("gelu.default",)),
-    _float("hardswish", {aten.hardswish.default, aten.hardswish_.default},
-           "XNNPACK runs hardswish in fp32 only (no int8 kernel in ExecuTorch's partitioner)",
-           partitioner=("HardswishConfig",), edge_ops=("hardswish.default",)),
     _float("layer_norm", {aten.layer_norm.default, aten.native_layer_norm.default},
            "XNNPACK has no layer_norm, in int8 or fp32",
            edge_ops=("native_layer_norm.default",), delegated="unsupported op"),

@@ -15,6 +15,8 @@ from typing import Callable, Iterable, Literal, Sequence
 import torch
 from torch.fx import GraphModule
 
+from ._quiet import quiet_third_party
+
 IR = Literal["training", "core"]
 IRS: tuple[IR, ...] = ("training", "core")
 
@@ -27,6 +29,7 @@ class ExportError(RuntimeError):
     """A model that torch.export could not capture."""
 
 
+@quiet_third_party
 def export_model(
     model: torch.nn.Module,
     example_inputs: tuple,
@@ -85,8 +88,11 @@ def calibrate(
         The number of batches run.
 
     Raises:
-        CalibrationError: no batch was given, or a batch holds NaN/Inf.
+        CalibrationError: no batch was given, a batch holds NaN/Inf, has
+            another number of inputs or another dtype or shape than the
+            exported ones, or the batches' iterator raised (chained).
     """
+    expected = _exported_inputs(prepared)
     iterator = batches
     if progress:
         try:
@@ -97,16 +103,20 @@ def calibrate(
             pass
     count = 0
     with torch.no_grad():
-        for batch in iterator:
+        iterator = iter(iterator)
+        while True:
+            try:
+                batch = next(iterator)
+            except StopIteration:
+                break
+            except Exception as exc:  # the user's data loader: any type
+                raise CalibrationError(
+                    f"the calibration data raised {type(exc).__name__} while producing batch "
+                    f"{count}: {exc}\nFix the data loader; nothing was converted, so calibrate "
+                    "again from a fresh prepare_pt2e.") from exc
             if not isinstance(batch, tuple):
                 batch = (batch,)
-            for i, t in enumerate(batch):
-                if isinstance(t, torch.Tensor) and t.is_floating_point():
-                    if not torch.isfinite(t).all():
-                        raise CalibrationError(
-                            f"calibration batch {count} input {i} contains NaN or Inf; "
-                            "clean or clip the data before calibrating"
-                        )
+            _check_batch(batch, expected, count)
             prepared(*batch)
             count += 1
     if count == 0:
@@ -116,6 +126,44 @@ def calibrate(
     return count
 
 
+def _exported_inputs(prepared: GraphModule) -> list:
+    """(dtype, shape) of each placeholder the export recorded; a symbolic size is None (any size)."""
+    found = []
+    for node in prepared.graph.find_nodes(op="placeholder"):
+        val = node.meta.get("val")
+        if not isinstance(val, torch.Tensor):
+            found.append(None)
+            continue
+        found.append((val.dtype, tuple(d if isinstance(d, int) else None for d in val.shape)))
+    return found
+
+
+def _check_batch(batch: tuple, expected: list, count: int) -> None:
+    if expected and len(batch) != len(expected):
+        raise CalibrationError(
+            f"calibration batch {count} has {len(batch)} inputs, the exported model takes "
+            f"{len(expected)}; give each batch as a tuple of the forward's arguments.")
+    for i, t in enumerate(batch):
+        want = expected[i] if expected else None
+        if isinstance(t, torch.Tensor) and want is not None:
+            dtype, shape = want
+            if t.dtype != dtype:
+                raise CalibrationError(
+                    f"calibration batch {count} input {i} has dtype {t.dtype}, the model was "
+                    f"exported with {dtype}; convert the data (e.g. x.to({dtype})).")
+            if t.dim() != len(shape) or any(s is not None and s != n for s, n in zip(shape, t.shape)):
+                shown = tuple("any" if s is None else s for s in shape)
+                raise CalibrationError(
+                    f"calibration batch {count} input {i} has shape {tuple(t.shape)}, the model "
+                    f"was exported for {shown}; reshape the data, or export with dynamic_shapes "
+                    "for the dims that vary.")
+        if isinstance(t, torch.Tensor) and t.is_floating_point() and not torch.isfinite(t).all():
+            raise CalibrationError(
+                f"calibration batch {count} input {i} contains NaN or Inf; "
+                "clean or clip the data before calibrating")
+
+
+@quiet_third_party
 def quantize(
     model: torch.nn.Module | torch.export.ExportedProgram,
     example_inputs: tuple,
@@ -125,6 +173,8 @@ def quantize(
     ir: IR = "training",
     qat_train: Callable[[GraphModule], None] | None = None,
     progress: bool = False,
+    alarm_sqnr_db: float | None = 15.0,
+    dynamic_shapes=None,
 ) -> GraphModule:
     """Export (if needed), prepare, calibrate and convert.
 
@@ -138,9 +188,18 @@ def quantize(
         qat_train: when given, ``prepare_qat_pt2e`` is used and this callable
             trains the prepared module in place before conversion.
         progress: show a progress bar while calibrating.
+        dynamic_shapes: passed to :func:`export_model` when ``model`` is an
+            ``nn.Module`` (an ``ExportedProgram`` keeps its own); the converted
+            graph keeps the dynamic dims, and ``lower_to_xnnpack`` reads them.
+        alarm_sqnr_db: after converting, measure the output SQNR against fp32 on
+            the first two calibration batches and warn (``AccuracyWarning``, naming
+            the worst layers) below this many dB; ``None`` skips the check.  Not
+            run for QAT, which has no calibration data.
 
     Returns:
-        The converted ``GraphModule`` with quantize/dequantize nodes.
+        The converted ``GraphModule`` with quantize/dequantize nodes; the
+        alarm's figure is in ``.meta["xnnquant_accuracy"]`` (an
+        :class:`~xnnquant.quantizer.accuracy.OutputAccuracy`, None if not measured).
     """
     from torchao.quantization.pt2e import move_exported_model_to_eval
     from torchao.quantization.pt2e.quantize_pt2e import (
@@ -150,10 +209,15 @@ def quantize(
     )
 
     if isinstance(model, torch.export.ExportedProgram):
+        if dynamic_shapes is not None:
+            raise ValueError(
+                "dynamic_shapes is for exporting an nn.Module; this ExportedProgram already has "
+                "its shapes. Pass dynamic_shapes to export_model (or torch.export.export) instead.")
         ep = model
     else:
         # Export works on a copy: prepare mutates the graph module it is given.
-        ep = export_model(copy.deepcopy(model), example_inputs, ir=ir)
+        ep = export_model(copy.deepcopy(model), example_inputs, ir=ir,
+                          dynamic_shapes=dynamic_shapes)
     gm = ep.module()
     if qat_train is not None:
         prepared = prepare_qat_pt2e(gm, quantizer)
@@ -161,9 +225,25 @@ def quantize(
         move_exported_model_to_eval(prepared)
     else:
         prepared = prepare_pt2e(gm, quantizer)
-        calibrate(prepared, calibration if calibration is not None else [example_inputs],
-                  progress=progress)
-    return convert_pt2e(prepared)
+        batches = calibration if calibration is not None else [example_inputs]
+        recorder = None
+        if alarm_sqnr_db is not None:
+            from .accuracy.alarm import OutputRecorder
+
+            recorder = OutputRecorder(prepared)
+            batches = recorder.keep(batches)
+        try:
+            calibrate(prepared, batches, progress=progress)
+        finally:
+            if recorder is not None:
+                recorder.close()
+    converted = convert_pt2e(prepared)
+    if alarm_sqnr_db is not None and qat_train is None:
+        from .accuracy.alarm import ACCURACY_KEY
+
+        converted.meta[ACCURACY_KEY] = recorder.check(ep, converted, quantizer,
+                                                      threshold_db=alarm_sqnr_db)
+    return converted
 
 
 def sqnr(reference: torch.Tensor, test: torch.Tensor) -> float:

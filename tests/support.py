@@ -13,6 +13,9 @@ import operator
 import torch
 from torch.fx import GraphModule
 
+# The snapshot formatter is public (users' tests use it too); the old name stays for the test files.
+from xnnquant.quantizer.testing import graph_text as graph_signature  # noqa: F401
+
 # Nodes that are plumbing around a delegate rather than computation left outside it.
 _PLUMBING = {operator.getitem}
 
@@ -53,32 +56,3 @@ def run_pte(edge, inputs: tuple) -> torch.Tensor:
     buffer = edge.to_executorch().buffer
     method = Runtime.get().load_program(buffer).load_method("forward")
     return method.execute(list(inputs))[0]
-
-
-def graph_signature(gm: GraphModule) -> str:
-    """The call_function nodes of ``gm``, one per line, floats to 4 significant digits.
-
-    Stable enough for ``assertExpectedInline``: it is the real graph, with qparams
-    rounded so that a last-bit change in an observer does not churn the snapshot.
-    """
-
-    def fmt(a):
-        if isinstance(a, torch.fx.Node):
-            return a.name
-        if isinstance(a, float):
-            return f"{a:.4g}"
-        if isinstance(a, (list, tuple)):
-            return "[" + ", ".join(fmt(x) for x in a) + "]"
-        if isinstance(a, torch.dtype):
-            return str(a).replace("torch.", "")
-        return str(a)
-
-    lines = []
-    for node in gm.graph.nodes:
-        if node.op != "call_function":
-            continue
-        target = node.target
-        name = (f"{target.namespace}.{target._opname}" if isinstance(target, torch._ops.OpOverload)
-                else getattr(target, "__name__", str(target)))
-        lines.append(f"{node.name} = {name}({', '.join(fmt(a) for a in node.args)})")
-    return "\n".join(lines)

@@ -6,14 +6,18 @@ observers.  Lowering-time passes live in ``xnnquant.passes``; both kinds are
 run by the one runner here, :func:`.pipeline.run_pipeline`.
 """
 
+from .decompose_silu import DecomposeSilu
 from .fold_conv_batch_norm import FoldConvBatchNorm
 from .lift_scalar_operands import LiftScalarOperands
 from .pipeline import ANNOTATION_PASSES, PipelineResult, run_pipeline
+from .recompose_hardswish import RecomposeHardswish
 from .rewrite_clamp import RewriteClamp
+from .rewrite_hardsigmoid import RewriteHardsigmoid
 from .rewrite_max_pool_with_indices import RewriteMaxPoolWithIndices
 from .rewrite_mean_keepdim import RewriteMeanKeepdim
 
 __all__ = [
-    "ANNOTATION_PASSES", "PipelineResult", "run_pipeline", "FoldConvBatchNorm",
-    "LiftScalarOperands", "RewriteClamp", "RewriteMaxPoolWithIndices", "RewriteMeanKeepdim",
+    "ANNOTATION_PASSES", "PipelineResult", "run_pipeline", "DecomposeSilu", "FoldConvBatchNorm",
+    "LiftScalarOperands", "RecomposeHardswish", "RewriteClamp", "RewriteHardsigmoid",
+    "RewriteMaxPoolWithIndices", "RewriteMeanKeepdim",
 ]

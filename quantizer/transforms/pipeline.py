@@ -17,16 +17,23 @@ from typing import Sequence
 
 from torch.fx import GraphModule
 
+from .decompose_silu import DecomposeSilu
 from .fold_conv_batch_norm import FoldConvBatchNorm
 from .lift_scalar_operands import LiftScalarOperands
+from .recompose_hardswish import RecomposeHardswish
 from .rewrite_clamp import RewriteClamp
+from .rewrite_hardsigmoid import RewriteHardsigmoid
 from .rewrite_max_pool_with_indices import RewriteMaxPoolWithIndices
 from .rewrite_mean_keepdim import RewriteMeanKeepdim
 
-#: Before annotation, in order: fold core-IR batch norm, give max-pool and clamps the
-#: spellings XNNPACK claims, keepdim for spatial means, tensors for scalar operands.
+#: Before annotation, in order: fold core-IR batch norm, hardswish whole, hardsigmoid
+#: and SiLU in int8 ops, give max-pool and clamps the spellings XNNPACK claims, keepdim for spatial
+#: means, tensors for scalar operands (the ones the hardsigmoid spelling adds included).
 ANNOTATION_PASSES: tuple = (
     FoldConvBatchNorm,
+    RecomposeHardswish,
+    RewriteHardsigmoid,
+    DecomposeSilu,
     RewriteMaxPoolWithIndices,
     RewriteClamp,
     RewriteMeanKeepdim,

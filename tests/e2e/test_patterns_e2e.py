@@ -98,9 +98,14 @@ def test_every_record_reaches_the_edge_graph_as_its_edge_ops(ir):
 
 
 def test_partitioner_configs_exist_and_claim_the_edge_ops():
-    from executorch.backends.xnnpack.partition.config import ALL_PARTITIONER_CONFIGS
+    # A record names ExecuTorch's configs or xnnquant's own (passes/partitioner_configs.py).
+    from xnnquant.passes.partitioner_configs import CONFIGS_BY_NAME, PARTITIONER_CONFIGS
 
-    configs = {c.__name__: c for c in ALL_PARTITIONER_CONFIGS}
+    configs = CONFIGS_BY_NAME
+    used = {c.__name__ for c in PARTITIONER_CONFIGS}
+    for rec in RECORDS:
+        for name in rec.partitioner:
+            assert name in used, f"{rec.name}: {name} is not among the configs the lowering uses"
     for rec in RECORDS:
         for name in rec.partitioner:
             assert name in configs, (rec.name, name)

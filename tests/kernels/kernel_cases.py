@@ -88,6 +88,16 @@ def _float_mean_hw(kw):
     return dequantize(kw["x"], kw["x_scale"], kw["x_zp"]).mean(dim=(-1, -2), keepdim=True)
 
 
+def _float_unary(fn, kw):
+    return fn(dequantize(kw["x"], kw["x_scale"], kw["x_zp"]))
+
+
+def _float_pad(kw):
+    # Shared qparams: dq → pad → q, returned in code units (simulate quantizes with (1, 0)).
+    x = dequantize(kw["x"], kw["x_scale"], kw["x_zp"])
+    return quantize(F.pad(x, kw["pad"], value=kw["value"]), kw["x_scale"], kw["x_zp"]).float()
+
+
 FLOAT_REFERENCE: dict[str, Callable[[dict], torch.Tensor]] = {
     "quantized_linear": _float_linear,
     "quantized_conv": _float_conv,
@@ -97,6 +107,13 @@ FLOAT_REFERENCE: dict[str, Callable[[dict], torch.Tensor]] = {
     "quantized_max_pool2d": _float_max_pool2d,
     "quantized_mean_hw": _float_mean_hw,
     "quantized_clamp": _float_clamp,
+    "quantized_sigmoid": partial(_float_unary, torch.sigmoid),
+    "quantized_tanh": partial(_float_unary, torch.tanh),
+    "quantized_hardswish": partial(_float_unary, F.hardswish),
+    "quantized_gelu": partial(_float_unary, F.gelu),
+    "quantized_leaky_relu": lambda kw: _float_unary(
+        partial(F.leaky_relu, negative_slope=kw["negative_slope"]), kw),
+    "quantized_pad": _float_pad,
 }
 
 
@@ -188,6 +205,17 @@ def mean_hw_kw(x_shape, seed=0):
     return _finish("quantized_mean_hw", dict(x=x, x_scale=xs, x_zp=xz))
 
 
+def unary_kw(kernel, x_shape, *, gain=3.0, shrink=1.0, seed=0, **params):
+    """An activation input spread over ±3·gain, so every LUT region (tails, knee) is hit."""
+    x, xs, xz = _activation(x_shape, _gen(seed), scale=gain, offset=0.2)
+    return _finish(kernel, dict(x=x, x_scale=xs, x_zp=xz, **params), shrink)
+
+
+def pad_kw(x_shape, pad, value, seed=0):
+    x, xs, xz = _activation(x_shape, _gen(seed), offset=0.4)
+    return dict(x=x, x_scale=xs, x_zp=xz, pad=pad, value=value)
+
+
 RELU = (0.0, None)
 RELU6 = (0.0, 6.0)
 HARDTANH_CODES = (-20.0, 30.0)  # in code units: the clamp cases use (scale 1, zp 0)
@@ -262,4 +290,20 @@ CASES: dict[str, Case] = {
                            act=HARDTANH_CODES),
     "mean_hw": Case("quantized_mean_hw", partial(mean_hw_kw, (2, 5, 7, 6))),
     "mean_hw_large": Case("quantized_mean_hw", partial(mean_hw_kw, (4, 64, 9, 9), seed=1)),
+    "sigmoid": Case("quantized_sigmoid", partial(unary_kw, "quantized_sigmoid", (4, 64))),
+    "sigmoid_saturating": Case("quantized_sigmoid", partial(
+        unary_kw, "quantized_sigmoid", (4, 64), shrink=0.6, seed=1)),
+    "tanh": Case("quantized_tanh", partial(unary_kw, "quantized_tanh", (4, 64), seed=2)),
+    "hardswish": Case("quantized_hardswish", partial(
+        unary_kw, "quantized_hardswish", (4, 64), seed=3)),
+    "gelu": Case("quantized_gelu", partial(unary_kw, "quantized_gelu", (4, 64), seed=4)),
+    "gelu_narrow": Case("quantized_gelu", partial(
+        unary_kw, "quantized_gelu", (4, 64), seed=5, gain=0.5)),
+    "leaky_relu": Case("quantized_leaky_relu", partial(
+        unary_kw, "quantized_leaky_relu", (4, 64), seed=6, negative_slope=0.1)),
+    "leaky_relu_steep": Case("quantized_leaky_relu", partial(
+        unary_kw, "quantized_leaky_relu", (4, 64), seed=7, negative_slope=0.5, gain=1.0)),
+    "pad_zero": Case("quantized_pad", partial(pad_kw, (1, 3, 4, 5), [1, 1, 2, 0], 0.0)),
+    "pad_value": Case("quantized_pad", partial(pad_kw, (2, 6), [0, 3], 0.75, seed=1)),
+    "pad_value_saturates": Case("quantized_pad", partial(pad_kw, (2, 6), [2, 1], 1e3, seed=2)),
 }

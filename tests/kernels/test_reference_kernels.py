@@ -141,3 +141,12 @@ def test_sub_rounds_ties_up_like_xnnpack():
     # r_a = 0.5, r_b = -0.5: 5 - 2 = 3 → 1.5 → 2 and 2 - 5 → -1.5 → -1.
     got = xnn.quantized_sub(_i8(5, 2), 0.1, 0, _i8(2, 5), 0.1, 0, 0.2, 0, -128, 127)
     assert got.tolist() == [2, -1]
+
+
+def test_mean_adds_the_output_zero_point_before_rounding():
+    # XNNPACK's mean ends in an f32 → qs8 convert: round(acc·m + zp_y), half to even.
+    # acc = 8 over 16 elements is 0.5: round(0.5 − 117) = −116, not round(0.5) − 117 = −117.
+    x = torch.full((1, 1, 4, 4), -117, dtype=torch.int8)
+    x[0, 0, 0, :2] = -113  # acc = 2·4 = 8
+    got = xnn.quantized_mean_hw(x, 0.1, -117, 0.1, -117, -128, 127)
+    assert got.item() == -116

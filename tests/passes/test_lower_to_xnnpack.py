@@ -332,6 +332,17 @@ def test_failed_save_leaves_no_partial_file(tmp_path, monkeypatch, lowered_cache
     assert [p.name for p in tmp_path.iterdir()] == ["model.pte"]
 
 
+def test_saved_file_gets_the_permissions_open_would_give(tmp_path, lowered_cache):
+    # mkstemp alone creates 0600 files: a .pte that other users (or a web server) cannot read.
+    lowered: LoweredProgram = lowered_cache("linear", "training")[3]
+    umask = os.umask(0)
+    os.umask(umask)
+    mode = lowered.save(tmp_path / "model.pte").stat().st_mode & 0o777
+    with open(tmp_path / "plain", "wb"):
+        pass
+    assert mode == (tmp_path / "plain").stat().st_mode & 0o777 == 0o666 & ~umask, oct(mode)
+
+
 def test_pipeline_reports_what_changed():
     x = torch.randn(1, 3, 8, 8)
     gm = export_model(_ConvPool().eval(), (x,), ir="core").module()

@@ -207,18 +207,55 @@ CASES["masked_add"] = Case(
     outside=_both(4), why="XNNPACK has no where, scalar_tensor or comparison ops",
 )
 
+def _gated(gate, counts: dict) -> Case:
+    """A squeeze-excite block, ``f · gate(mean(f))`` with ``f = conv(x)``, before another conv."""
+    return Case(
+        _seeded(lambda: _Fn(lambda m, x: m.b(_squeeze_excite(m.a(x), gate)),
+                            a=nn.Conv2d(3, 4, 1), b=nn.Conv2d(4, 4, 1))),
+        (1, 3, 8, 8), _both({"conv": 2, "mean": 1, **counts}))
+
+
+def _squeeze_excite(features, gate):
+    return features * gate(features.mean((2, 3), keepdim=True))
+
+
+# int8 activations (lookup tables in XNNPACK), through xnnquant's partitioner configs.
+CASES.update({
+    "sigmoid": _between_convs(torch.sigmoid, {}, expect=_both({"conv": 2, "sigmoid": 1})),
+    "tanh": _between_convs(torch.tanh, {}, expect=_both({"conv": 2, "tanh": 1})),
+    "gelu": _between_convs(F.gelu, {}, expect=_both({"conv": 2, "gelu": 1})),
+    "gelu_tanh": _between_convs(lambda x: F.gelu(x, approximate="tanh"), {},
+                                expect=_both({"conv": 2, "gelu": 1})),
+    "leaky_relu": _between_convs(lambda x: F.leaky_relu(x, 0.1), {},
+                                 expect=_both({"conv": 2, "leaky_relu": 1})),
+    # The core IR decomposes hardswish; RecomposeHardswish puts it back whole.
+    "hardswish": _between_convs(F.hardswish, {}, expect=_both({"conv": 2, "hardswish": 1})),
+    "hardswish_by_hand": _between_convs(lambda x: x * F.relu6(x + 3) / 6, {},
+                                        expect=_both({"conv": 2, "hardswish": 1})),
+    "hardsigmoid": _between_convs(F.hardsigmoid, {}, expect=_both(
+        {"conv": 2, "add": 1, "hardtanh": 1, "mul": 1})),
+    # SiLU is sigmoid then mul in XNNPACK (DecomposeSilu spells the training IR that way).
+    "silu": _between_convs(F.silu, {}, expect=_both({"conv": 2, "sigmoid": 1, "mul": 1})),
+    "se_sigmoid": _gated(torch.sigmoid, {"sigmoid": 1, "mul": 1}),
+    # The gate is respelled add → hardtanh → mul by 1/6 (RewriteHardsigmoid), then the SE mul.
+    "se_hardsigmoid": _gated(F.hardsigmoid, {"add": 1, "hardtanh": 1, "mul": 2}),
+    # Pad keeps its input's qparams and XNNPACK fuses it into the conv after it.
+    "pad_conv": _between_convs(lambda x: F.pad(x, (1, 1, 1, 1)), {},
+                               expect=_both({"conv": 2, "pad": 1})),
+    "pad_value_alone": Case(
+        _seeded(lambda: _Fn(lambda m, x: F.pad(m.a(x), (1, 2, 0, 1), value=0.25),
+                            a=nn.Conv2d(3, 4, 1))),
+        (1, 3, 8, 8), _both({"conv": 1, "pad": 1})),
+    # TF "SAME" with an even kernel: the training IR keeps conv2d(padding="same"), the core IR
+    # spells it constant_pad_nd → convolution.
+    "conv_same_even_kernel": Case(
+        _seeded(lambda: _Fn(lambda m, x: m.b(F.relu(m.a(x))), a=nn.Conv2d(3, 4, 1),
+                            b=nn.Conv2d(4, 4, 4, padding="same"))),
+        (1, 3, 8, 8), {"training": {"conv": 2}, "core": {"conv": 2, "pad": 1}}),
+})
+
 # Float-only records: XNNPACK runs them in fp32 (inside the delegate, unless the record says).
 CASES.update({
-    "sigmoid": _between_convs(torch.sigmoid, {"sigmoid": 1}),
-    "tanh": _between_convs(torch.tanh, {"tanh": 1}),
-    "gelu": _between_convs(F.gelu, {"gelu": 1}),
-    # The core IR decomposes hardswish into x * hardtanh(x + 3, 0, 6) / 6; only the div stays float.
-    "hardswish": _between_convs(
-        F.hardswish, {}, expect={"training": {"conv": 2},
-                                 "core": {"conv": 2, "add": 1, "hardtanh": 2, "mul": 1}},
-        irs_floats={"training": {"hardswish": 1}, "core": {"aten.div.Tensor": 1}},
-        decomposed={"core": ("hardswish",)}, outside={"core": 1},
-        why="the core IR's hardswish decomposition holds a _to_copy that XNNPACK does not take"),
     # Between linears (no NHWC conversion): after a conv, ExecuTorch's softmax over the last
     # NCHW dim disagrees with its graph (the self-check catches it), and over another dim
     # XNNPACK refuses it.
@@ -227,7 +264,6 @@ CASES.update({
                             b=nn.Linear(8, 4))),
         (4, 16), _both({"linear": 2}), floats=_both({"softmax": 1}),
     ),
-    "pad": _between_convs(lambda x: F.pad(x, (1, 1, 1, 1)), {"pad": 1}),
     "avg_pool2d": _between_convs(lambda x: F.avg_pool2d(x, 2), {"avg_pool2d": 1}),
     "layer_norm": Case(
         _seeded(lambda: _Fn(lambda m, x: m.b(m.norm(m.a(x))), a=nn.Linear(16, 8),

@@ -8,13 +8,13 @@ from __future__ import annotations
 import expecttest
 
 from tests.quantizer.cases import quantize_case
-from tests.support import graph_signature
+from xnnquant.quantizer.testing import graph_text
 
 
 class TestConvertedGraphs(expecttest.TestCase):
     def test_core_ir_linear_observes_weight_before_permute(self):
         _, converted, _, _ = quantize_case("linear", "core")
-        self.assertExpectedInline(graph_signature(converted), """\
+        self.assertExpectedInline(graph_text(converted), """\
 dequantize_per_channel_default = quantized_decomposed.dequantize_per_channel(quantize_per_channel_default, _scale_0, _zero_point_0, 0, -127, 127, int8)
 quantize_per_tensor_default = quantized_decomposed.quantize_per_tensor(input_1, 0.0219, 4, -128, 127, int8)
 dequantize_per_tensor_default = quantized_decomposed.dequantize_per_tensor(quantize_per_tensor_default, 0.0219, 4, -128, 127, int8)
@@ -26,7 +26,7 @@ dequantize_per_tensor_default_1 = quantized_decomposed.dequantize_per_tensor(qua
 
     def test_core_ir_3d_linear_observes_outside_its_views(self):
         _, converted, _, _ = quantize_case("linear_3d", "core")
-        self.assertExpectedInline(graph_signature(converted), """\
+        self.assertExpectedInline(graph_text(converted), """\
 dequantize_per_channel_default = quantized_decomposed.dequantize_per_channel(quantize_per_channel_default, _scale_0, _zero_point_0, 0, -127, 127, int8)
 dequantize_per_channel_default_1 = quantized_decomposed.dequantize_per_channel(quantize_per_channel_default_1, _scale_1, _zero_point_1, 0, -127, 127, int8)
 quantize_per_tensor_default = quantized_decomposed.quantize_per_tensor(input_1, 0.02504, 11, -128, 127, int8)
@@ -47,7 +47,7 @@ dequantize_per_tensor_default_2 = quantized_decomposed.dequantize_per_tensor(qua
 
     def test_training_ir_conv_relu6_is_fused(self):
         _, converted, _, _ = quantize_case("conv_bn_relu6", "training")
-        self.assertExpectedInline(graph_signature(converted), """\
+        self.assertExpectedInline(graph_text(converted), """\
 dequantize_per_channel_default = quantized_decomposed.dequantize_per_channel(quantize_per_channel_default, _scale_0, _zero_point_0, 0, -127, 127, int8)
 quantize_per_tensor_default = quantized_decomposed.quantize_per_tensor(input_1, 0.02845, -17, -128, 127, int8)
 dequantize_per_tensor_default = quantized_decomposed.dequantize_per_tensor(quantize_per_tensor_default, 0.02845, -17, -128, 127, int8)
@@ -58,7 +58,7 @@ dequantize_per_tensor_default_1 = quantized_decomposed.dequantize_per_tensor(qua
 
     def test_core_ir_max_pool_shares_input_qparams(self):
         _, converted, _, _ = quantize_case("max_pool", "core")
-        self.assertExpectedInline(graph_signature(converted), """\
+        self.assertExpectedInline(graph_text(converted), """\
 dequantize_per_channel_default = quantized_decomposed.dequantize_per_channel(quantize_per_channel_default, _scale_0, _zero_point_0, 0, -127, 127, int8)
 quantize_per_tensor_default = quantized_decomposed.quantize_per_tensor(input_1, 0.02845, -17, -128, 127, int8)
 dequantize_per_tensor_default = quantized_decomposed.dequantize_per_tensor(quantize_per_tensor_default, 0.02845, -17, -128, 127, int8)

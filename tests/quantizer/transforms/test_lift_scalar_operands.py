@@ -14,7 +14,6 @@ from typing import Callable
 import expecttest
 import pytest
 import torch
-from torch import nn
 
 from tests.support import graph_signature
 from xnnquant.quantizer.patterns import LIFTED_TARGETS, SCALAR_FORMS
