@@ -30,6 +30,8 @@ import torch
 import torch.utils._pytree as pytree
 from torch.fx import GraphModule
 
+from xnnquant.quantizer.graph import returned_nodes
+
 from .lower_to_reference import REPORT_KEY, lower_to_reference
 from .lower_to_xnnpack import LoweredProgram, _clone_inputs, _judge, lower_to_xnnpack
 from .report import OutputCheck, is_dequantize, is_quantize, output_step
@@ -114,8 +116,7 @@ def compare_delegate(
             outputs["pte"].append(list(method.execute(list(_clone_inputs(batch)))))
             outputs["reference"].append(pytree.tree_leaves(reference(*_clone_inputs(batch))))
             outputs["converted"].append(pytree.tree_leaves(converted(*_clone_inputs(batch))))
-    out_node = next(n for n in converted.graph.nodes if n.op == "output")
-    out_nodes = pytree.tree_leaves(out_node.args[0])
+    out_nodes = returned_nodes(converted)
     quantized = any(is_quantize(n) or is_dequantize(n) for n in converted.graph.nodes)
     count = len(outputs["converted"][0])
     checks = []

@@ -63,7 +63,7 @@ import torch.utils._pytree as pytree
 from torch.fx import GraphModule
 
 from xnnquant.quantizer._quiet import quiet_third_party
-from xnnquant.quantizer.graph import op_name
+from xnnquant.quantizer.graph import op_name, returned_nodes
 from xnnquant.quantizer.workflow import sqnr
 
 from .lower_to_reference import lower_to_reference
@@ -704,8 +704,7 @@ def _self_check(module: GraphModule, lowered: "LoweredProgram", example_inputs: 
             f"self-check: the .pte returns {len(actual)} outputs and the input program {len(expected)}; "
             "return a flat tuple of tensors from the model, or lower with self_check=False."
         )
-    out_node = next(n for n in module.graph.nodes if n.op == "output")
-    out_nodes = pytree.tree_leaves(out_node.args[0])
+    out_nodes = returned_nodes(module)
     if len(out_nodes) != len(expected):
         out_nodes = [None] * len(expected)  # cannot tell which node made which output
     quantized = any(is_quantize(n) or is_dequantize(n) for n in module.graph.nodes)

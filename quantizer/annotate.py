@@ -297,7 +297,7 @@ def _through(arg) -> frozenset:
 def _live_nodes(gm: GraphModule) -> set:
     """The nodes the graph's outputs depend on (an op with no path to an output computes nothing)."""
     live: set = set()
-    pending = [n for n in gm.graph.nodes if n.op == "output"]
+    pending = [gm.graph.output_node()]
     while pending:
         node = pending.pop()
         if node not in live:

@@ -140,6 +140,13 @@ def is_transposed_constant(node: Any) -> bool:
     return is_constant(transposed_source(node))
 
 
+def returned_nodes(gm: GraphModule) -> list:
+    """What ``gm`` returns, flattened in output order (the values its caller gets as outputs)."""
+    from torch.utils import _pytree as pytree
+
+    return pytree.tree_leaves(gm.graph.output_node().args[0])
+
+
 def erase_chain(gm: GraphModule, node: Node) -> None:
     """Erase ``node`` (which must have no users) and every ``call_function`` input left without users.
 

@@ -253,7 +253,11 @@ def sqnr(reference: torch.Tensor, test: torch.Tensor) -> float:
     """
     reference = reference.detach().float()
     noise = (reference - test.detach().float()).pow(2).sum().item()
-    signal = reference.pow(2).sum().item()
+    return sqnr_from_sums(reference.pow(2).sum().item(), noise)
+
+
+def sqnr_from_sums(signal: float, noise: float) -> float:
+    """:func:`sqnr` from ``Σref²`` and ``Σ(ref−test)²`` already summed (pooled over batches)."""
     if noise == 0.0:
         return math.inf
     return 10.0 * math.log10(signal / noise) if signal > 0 else -math.inf

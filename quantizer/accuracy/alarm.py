@@ -15,7 +15,6 @@ classifier (the outlier test model: 2 dB).
 
 from __future__ import annotations
 
-import math
 import warnings
 from dataclasses import dataclass
 from typing import Iterable, Iterator, Optional
@@ -118,7 +117,7 @@ def check_output_accuracy(
         (no batch, or no floating-point output).
     """
     from ..workflow import sqnr
-    from .debugger import _float_leaves, compare_graphs, float_reference
+    from .debugger import _float_leaves, compare_graphs, float_reference, format_db
 
     if not batches:
         return None
@@ -144,9 +143,9 @@ def check_output_accuracy(
     worst = tuple((r.module or "<root>", r.node, r.loss_db) for r in report.worst(3))
     result = OutputAccuracy(sqnr_db=figure, threshold_db=threshold_db, batches=len(batches),
                             worst_layers=worst)
-    named = ", ".join(f"{module} ({node}, {_db(db)} dB local)" for module, node, db in worst)
+    named = ", ".join(f"{module} ({node}, {format_db(db)} dB local)" for module, node, db in worst)
     warnings.warn(
-        f"quantized output SQNR is {_db(figure)} dB against fp32 on {len(batches)} calibration "
+        f"quantized output SQNR is {format_db(figure)} dB against fp32 on {len(batches)} calibration "
         f"batch(es), below the alarm threshold of {threshold_db:g} dB. Worst layers: {named or 'none'}. "
         "Keep them float with quantizer.set_module_name(name, None), or let "
         "xnnquant.quantizer.accuracy.find_float_fallback choose; debug_quantization shows every "
@@ -154,6 +153,3 @@ def check_output_accuracy(
         AccuracyWarning, stacklevel=4)
     return result
 
-
-def _db(value: float) -> str:
-    return "inf" if value == math.inf else f"{value:.1f}"

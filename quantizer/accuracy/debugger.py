@@ -43,6 +43,7 @@ from torch.fx import GraphModule, Interpreter, Node
 
 from ..graph import op_name
 from ..quantizer import _module_stack, _normalize_module_name
+from ..workflow import sqnr_from_sums
 
 __all__ = [
     "NodeComparison",
@@ -162,13 +163,13 @@ class DebugReport:
         rows = self.rows if limit is None else self.rows[:limit]
         header = (f"{'node':<24} {'module':<28} {'op':<24} {'q':>1} "
                   f"{'local dB':>9} {'cumul dB':>9} {'max err':>10}")
-        lines = [f"output SQNR {_fmt_db(self.output_sqnr_db)} dB over {self.batches} batch(es); "
+        lines = [f"output SQNR {format_db(self.output_sqnr_db)} dB over {self.batches} batch(es); "
                  f"rows sorted by local SQNR (node fed exact fp32 inputs)", header, "-" * len(header)]
         for r in rows:
             lines.append(
                 f"{r.node[:24]:<24} {(r.module or '<root>')[:28]:<28} {r.op[:24]:<24} "
-                f"{'y' if r.quantized else 'n':>1} {_fmt_db(r.local_sqnr_db):>9} "
-                f"{_fmt_db(r.sqnr_db):>9} {r.max_abs_error:>10.4g}")
+                f"{'y' if r.quantized else 'n':>1} {format_db(r.local_sqnr_db):>9} "
+                f"{format_db(r.sqnr_db):>9} {r.max_abs_error:>10.4g}")
         if limit is not None and len(self.rows) > limit:
             lines.append(f"... {len(self.rows) - limit} more rows (table(limit=None) shows all)")
         for name, reason in self.unmatched:
@@ -185,7 +186,8 @@ class DebugReport:
         return self.table()
 
 
-def _fmt_db(value: Optional[float]) -> str:
+def format_db(value: Optional[float]) -> str:
+    """An SQNR for tables and messages: one decimal, ``inf`` for exact, ``-`` when not measured."""
     if value is None:
         return "-"
     return "inf" if value == math.inf else f"{value:.1f}"
@@ -209,9 +211,7 @@ class _Errors:
 
     @property
     def sqnr_db(self) -> float:
-        if self.noise == 0.0:
-            return math.inf
-        return 10.0 * math.log10(self.signal / self.noise) if self.signal > 0 else -math.inf
+        return sqnr_from_sums(self.signal, self.noise)
 
 
 def _measurement_points(gm: GraphModule) -> dict:

@@ -37,6 +37,7 @@ import torch.utils._pytree as pytree
 from xnnquant.passes import LoweringError, MissingReferenceError, lower_to_reference, lower_to_xnnpack
 from xnnquant.passes.lower_to_xnnpack import MAX_OUTPUT_STEPS, MIN_SQNR_DB
 from xnnquant.passes.report import REASONS, output_step
+from xnnquant.quantizer.graph import returned_nodes
 from xnnquant.quantizer import (
     CalibrationError,
     ConfigError,
@@ -161,8 +162,7 @@ def _compare(converted, lowered, reference, x: tuple, ir: str) -> float:
     with torch.no_grad():
         graph_out = pytree.tree_leaves(converted(*x))
         ref_out = pytree.tree_leaves(reference(*x))
-    out_node = next(n for n in converted.graph.nodes if n.op == "output")
-    nodes = pytree.tree_leaves(out_node.args[0])
+    nodes = returned_nodes(converted)
     worst_ref = 0.0
     for i, (node, got, want, ref) in enumerate(zip(nodes, delegate, graph_out, ref_out)):
         step = output_step(node)
