@@ -50,7 +50,13 @@ from examples.common import (  # noqa: E402
     run_method,
     silence_library_noise,
 )
-from examples.models import MODELS, TINY_MODELS, example_inputs  # noqa: E402
+from examples.models import (  # noqa: E402
+    ARCHITECTURES,
+    MODELS,
+    TINY_ARCHITECTURES,
+    TINY_MODELS,
+    example_inputs,
+)
 
 silence_library_noise()
 
@@ -156,6 +162,8 @@ class Result:
 def _reaches_dq(node) -> bool:
     while node.op == "call_function" and node.target in _LAYOUT_OPS:
         node = node.args[0]
+        if isinstance(node, (list, tuple)):  # cat: every input must be quantized
+            return all(_reaches_dq(n) for n in node if isinstance(n, torch.fx.Node))
     return is_dequantize(node)
 
 
@@ -391,8 +399,9 @@ def parse_args(argv=None) -> argparse.Namespace:
         description="Compare fp32, ExecuTorch's XNNPACKQuantizer and xnnquant's XnnpackQuantizer "
         "on the training and core ATen IRs, through the ExecuTorch runtime.",
     )
-    parser.add_argument("--models", nargs="+", choices=sorted(MODELS),
-                        help=f"models to run (default: all; {' '.join(QUICK_MODELS)} with --quick)")
+    parser.add_argument("--models", nargs="+", choices=sorted({**MODELS, **ARCHITECTURES}),
+                        help=f"models to run (default: {' '.join(MODELS)}; {' '.join(QUICK_MODELS)} "
+                        f"with --quick; the published architectures {' '.join(ARCHITECTURES)} on request)")
     parser.add_argument("--contenders", nargs="+", choices=[c.name for c in CONTENDERS],
                         default=[c.name for c in CONTENDERS], help="contenders to run (default: all)")
     parser.add_argument("--calibration-samples", type=int, default=8,
@@ -448,7 +457,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     if args.plot_from:
         return plot_from(args.plot_from, args.plot or "out/benchmark.png")
-    table = TINY_MODELS if args.quick else MODELS
+    table = {**TINY_MODELS, **TINY_ARCHITECTURES} if args.quick else {**MODELS, **ARCHITECTURES}
     torch.manual_seed(0)
     started = time.perf_counter()
     results: list[Result] = []

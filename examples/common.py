@@ -16,12 +16,48 @@ from typing import Callable, Mapping
 import torch
 
 __all__ = [
+    "hide_source_kernels_folder",
     "silence_library_noise",
     "run_method",
     "interleaved_latency",
     "median_ms",
     "quiet_native_stderr",
 ]
+
+
+def hide_source_kernels_folder() -> None:
+    """Keep the repository's ``kernels/`` folder from passing for a top-level ``kernels`` package.
+
+    The source folders install as ``xnnquant.kernels`` etc., but a script or
+    test that puts the repository root on ``sys.path`` (to import ``examples``
+    or ``tests``) also makes ``import kernels`` find ``kernels/``.  The name
+    belongs to Hugging Face's kernel hub on PyPI, which ``transformers`` imports
+    from (``cannot import name 'CUDAProperties' from 'kernels'``).  When
+    ``kernels`` resolves to this folder, the installed package is imported in
+    its place, from the rest of ``sys.path``; with none installed, the name is
+    marked as not installed (``sys.modules["kernels"] = None``).
+    """
+    import importlib
+    import importlib.util
+    from pathlib import Path
+
+    if "kernels" in sys.modules:
+        return
+    root = Path(__file__).resolve().parents[1]
+    try:
+        spec = importlib.util.find_spec("kernels")
+    except (ImportError, ValueError):
+        return
+    if spec is None or not spec.origin or Path(spec.origin).resolve().parent != root / "kernels":
+        return
+    saved = list(sys.path)
+    sys.path[:] = [p for p in saved if Path(p or ".").resolve() != root]
+    try:
+        importlib.import_module("kernels")
+    except ImportError:
+        sys.modules["kernels"] = None
+    finally:
+        sys.path[:] = saved
 
 
 def silence_library_noise() -> None:

@@ -1,13 +1,15 @@
 """Reference integer kernels for xnnquant: the golden model of XNNPACK's int8 operators.
 
 Importing this package registers the kernels as ``torch.ops.xnnquant.*``
-(``ops``, and ``lut`` for the table-driven activations and pad) and exposes the shared arithmetic (``arith``).  Which q/dq pattern
+(``ops``, and ``lut`` for the table-driven activations and pad) and exposes the shared arithmetic
+(``arith``) and XNNPACK's row-wise dynamic quantization (``dynamic``).  Which q/dq pattern
 each kernel implements is a field of that op's record in the one op table,
 ``xnnquant.quantizer.patterns`` (``OpRecord.reference``); the reference
 lowering, ``xnnquant.passes.lower_to_reference``, reads it from there.
 """
 
 from xnnquant.kernels.arith import activation_bounds, add_fixed_point_params
+from xnnquant.kernels.dynamic import fake_quantize_rows
 from xnnquant.kernels.lut import (
     lookup_table,
     quantized_gelu,
@@ -34,6 +36,7 @@ __all__ = [
     "NAMESPACE",
     "activation_bounds",
     "add_fixed_point_params",
+    "fake_quantize_rows",
     "lookup_table",
     "quantized_add",
     "quantized_clamp",

@@ -18,6 +18,7 @@ from .lower_to_xnnpack import (
     lower_to_xnnpack,
 )
 from .pipeline import PRE_LOWERING_PASSES, PipelineResult, run_pipeline
+from .decompose_layer_norm import DecomposeLayerNorm
 from .recompose_linear import RecomposeLinear
 from .rewrite_squeeze_as_view import RewriteSqueezeAsView
 from .report import REASONS, DelegationReport, NodeStatus
@@ -25,6 +26,6 @@ from .report import REASONS, DelegationReport, NodeStatus
 __all__ = [
     "lower_to_xnnpack", "LoweredProgram", "LoweringError", "ProgramError", "InputError",
     "RuntimeMethod", "DelegationReport", "NodeStatus",
-    "REASONS", "PRE_LOWERING_PASSES", "PipelineResult", "run_pipeline", "RecomposeLinear",
-    "RewriteSqueezeAsView", "lower_to_reference", "MissingReferenceError",
+    "REASONS", "PRE_LOWERING_PASSES", "PipelineResult", "run_pipeline", "DecomposeLayerNorm",
+    "RecomposeLinear", "RewriteSqueezeAsView", "lower_to_reference", "MissingReferenceError",
 ]

@@ -48,7 +48,7 @@ def _write(path: str, data: bytes, what: str) -> None:
     try:
         write_atomic(path, data)
     except OSError as exc:
-        raise BadInput(f"{what} {path}: could not be written ({exc.strerror or exc})") from exc
+        raise BadInput(f"{what} {path}: {exc.strerror or exc}") from exc
 
 
 def _version() -> str:
@@ -323,10 +323,7 @@ def cmd_quantize(args) -> int:
         lines = lines[1:]  # the table's header, over no rows
     say("\n".join(lines))
 
-    try:
-        lowered.save(output)
-    except OSError as exc:
-        raise BadInput(f"output {output}: could not be written ({exc.strerror or exc})") from exc
+    _write(output, lowered.buffer, "output")
     say(f"wrote {output} ({len(lowered.buffer)} bytes; quantize {quantize_s:.1f} s, lower {lower_s:.1f} s)")
     if report_path is not None:
         report = {
@@ -399,13 +396,15 @@ def cmd_run(args) -> int:
                 for name, t in zip(names, method_info.inputs)]
     _check_batches(batches, expected, str(input_path))
 
-    from executorch.runtime import Runtime
+    from xnnquant.passes.lower_to_xnnpack import LoweredProgram, ProgramError
 
-    with quiet_third_party():
-        program = Runtime.get().load_program(path.read_bytes())
-        method = program.load_method(args.method)
-    if method is None:
-        raise BadInput(f"{path}: method {args.method!r} did not load")
+    # inspect_pte parsed the flatbuffer; the runtime can still refuse it (a corrupted
+    # delegate payload), which is the file's fault, not a failure of the command.
+    try:
+        with quiet_third_party():
+            method = LoweredProgram.load(path).load_method(args.method)
+    except ProgramError as exc:
+        raise BadInput(f"{path}: {' '.join(str(exc).split())}") from exc
     results = []
     for batch in batches:
         outputs = method.execute(list(batch))

@@ -23,7 +23,11 @@ those names, ours and ExecuTorch's.
 
 from __future__ import annotations
 
-from executorch.backends.xnnpack.partition.config import ALL_PARTITIONER_CONFIGS
+from executorch.backends.xnnpack.partition.config import (
+    ALL_PARTITIONER_CONFIGS,
+    gemm_configs,
+    generic_node_configs,
+)
 from executorch.backends.xnnpack.partition.config.generic_node_configs import (
     ConstantPadConfig,
     GeluConfig,
@@ -32,7 +36,11 @@ from executorch.backends.xnnpack.partition.config.generic_node_configs import (
     SigmoidConfig,
     TanhConfig,
 )
+from executorch.backends.xnnpack.partition.config.gemm_configs import ConvolutionConfig
 from executorch.backends.xnnpack.partition.config.xnnpack_config import ConfigPrecisionType
+
+from xnnquant.quantizer.graph import op_name
+from xnnquant.quantizer.patterns import deconvolution_padding_reason
 
 _FP32_AND_INT8 = [ConfigPrecisionType.FP32, ConfigPrecisionType.STATIC_QUANT]
 
@@ -64,13 +72,59 @@ class Int8LeakyReLUConfig(_AlsoInt8, LeakyReLUConfig):
     """qs8 leaky_relu (XNNPACK's fixed-point kernel, not a lookup table)."""
 
 
+_DYNAMIC_PAD_REASON = (
+    "the program quantizes a conv dynamically, and XNNPACK (executorch 1.5.1) fails to run a "
+    "delegate that holds a pad and a dynamically quantized conv ('Propagating input shapes "
+    "failed'): the pad runs outside, on ExecuTorch's portable kernel")
+
+
+def _has_dynamic_conv(ep) -> bool:
+    """A convolution of ``ep`` reads a dynamically quantized activation (``dequantize_per_tensor.tensor``)."""
+    for node in ep.graph.nodes:
+        if node.op == "call_function" and op_name(node.target) == "aten.convolution.default":
+            act = node.args[0]
+            if getattr(act, "op", None) == "call_function" and \
+                    op_name(act.target) == "quantized_decomposed.dequantize_per_tensor.tensor":
+                return True
+    return False
+
+
 class Int8ConstantPadConfig(_AlsoInt8, ConstantPadConfig):
-    """qs8 constant pad; input and output share qparams, and XNNPACK fuses it into a following conv."""
+    """qs8 constant pad; input and output share qparams, and XNNPACK fuses it into a following conv.
+
+    Not in a program with a dynamically quantized conv: the runtime fails to
+    run that delegate (a pad before a dynamic conv, directly or through other ops,
+    measured), so the pad is refused there, with the reason.
+    """
+
+    def check_constraints(self, node, ep) -> bool:
+        if _has_dynamic_conv(ep):
+            generic_node_configs.why(node, reason=_DYNAMIC_PAD_REASON)
+            return False
+        return super().check_constraints(node, ep)
+
+
+class SafeConvolutionConfig(ConvolutionConfig):
+    """ExecuTorch's convolution config, refusing what XNNPACK fails to run.
+
+    A transposed conv whose ``output_padding`` reaches its stride (torch allows
+    it below the dilation too) is delegated by ExecuTorch and fails at run time;
+    refused here (``xnnquant.quantizer.patterns.deconvolution_padding_reason``),
+    it runs on the portable kernel, with the reason in the report.
+    """
+
+    def check_constraints(self, node, ep) -> bool:
+        if len(node.args) > 7 and node.args[6]:
+            reason = deconvolution_padding_reason(node.args[7], node.args[3])
+            if reason is not None:
+                gemm_configs.why(node, reason=reason)
+                return False
+        return super().check_constraints(node, ep)
 
 
 #: xnnquant's configs, each replacing ExecuTorch's config of the same target.
 XNNQUANT_CONFIGS = (Int8SigmoidConfig, Int8TanhConfig, Int8GeluConfig, Int8HardswishConfig,
-                    Int8LeakyReLUConfig, Int8ConstantPadConfig)
+                    Int8LeakyReLUConfig, Int8ConstantPadConfig, SafeConvolutionConfig)
 
 _REPLACED = {c.target_name for c in XNNQUANT_CONFIGS}
 

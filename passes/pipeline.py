@@ -13,17 +13,22 @@ are listed; the graph each one is for is in its module docstring:
   ``AddmmConfig`` ("invalid source partition").
 * :class:`RewriteSqueezeAsView`: ``squeeze``/``unsqueeze`` on a non-trailing
   dim is claimed by no partitioner config and splits the program.
+* :class:`DecomposeLayerNorm`: ``layer_norm`` is claimed by no partitioner
+  config, not even in fp32; written as GEMMs and elementwise ops it runs (in
+  fp32) inside the delegate.
 """
 
 from __future__ import annotations
 
 from xnnquant.quantizer.transforms import PipelineResult, RewriteMaxPoolWithIndices, run_pipeline
 
+from .decompose_layer_norm import DecomposeLayerNorm
 from .recompose_linear import RecomposeLinear
 from .rewrite_squeeze_as_view import RewriteSqueezeAsView
 
 #: The pre-lowering passes, in the order they run.
-PRE_LOWERING_PASSES: tuple = (RewriteMaxPoolWithIndices, RecomposeLinear, RewriteSqueezeAsView)
+PRE_LOWERING_PASSES: tuple = (RewriteMaxPoolWithIndices, RecomposeLinear, RewriteSqueezeAsView,
+                              DecomposeLayerNorm)
 
-__all__ = ["PRE_LOWERING_PASSES", "PipelineResult", "RecomposeLinear", "RewriteSqueezeAsView",
-           "run_pipeline"]
+__all__ = ["PRE_LOWERING_PASSES", "DecomposeLayerNorm", "PipelineResult", "RecomposeLinear",
+           "RewriteSqueezeAsView", "run_pipeline"]

@@ -124,11 +124,13 @@ class OutputCheck:
         max_steps: ``max_abs / step`` for a dequantized output, else None.
         passed: whether the output met its criterion.
         against: what the ``.pte`` was compared with: ``eager`` (the input
-            program run eagerly) or ``reference`` (its lowering to xnnquant's
+            program run eagerly), ``reference`` (its lowering to xnnquant's
             reference integer kernels, used when the eager comparison failed on
-            steps alone; see ``lower_to_xnnpack._self_check``).
-        eager: the eager comparison that sent this output to the reference
-            kernels, or None when ``against`` is ``eager``.
+            steps alone) or ``row-wise`` (a dynamic program with XNNPACK's
+            per-row activation quantization, used when a float output failed;
+            see ``lower_to_xnnpack._self_check``).
+        eager: the eager comparison that sent this output to the second
+            reference, or None when ``against`` is ``eager``.
     """
 
     index: int
@@ -151,7 +153,10 @@ class OutputCheck:
             figures += f", SQNR {self.sqnr:.1f} dB"
         text = f"output {self.index} ({self.kind}{step}): {figures}"
         if self.eager is not None:
-            text += f" (eager: {self.eager.max_steps:.2f} steps, SQNR {self.eager.sqnr:.1f} dB)"
+            first = [f"{self.eager.max_steps:.2f} steps"] if self.eager.max_steps is not None else []
+            if self.eager.sqnr is not None:
+                first.append(f"SQNR {self.eager.sqnr:.1f} dB")
+            text += f" (eager: {', '.join(first) or 'failed'})"
         return text
 
 

@@ -23,12 +23,23 @@ from .specs import (
     get_dynamic_config,
     get_qat_config,
 )
-from .workflow import CalibrationError, ExportError, calibrate, export_model, quantize, sqnr
+from .workflow import (
+    CalibrationError,
+    ExportError,
+    ModelError,
+    calibrate,
+    check_calibrated,
+    convert,
+    export_model,
+    quantize,
+    sqnr,
+)
 
 __all__ = [
     "XnnpackQuantizer", "QuantConfig", "get_config", "get_dynamic_config", "get_qat_config",
     "as_config", "ConfigError", "ValidationError", "AnnotationReport", "NodeDecision",
     "RECORDS", "OpRecord", "Spelling", "Arg", "Reference", "Role", "QParams", "record",
     "record_for", "MIN_SCALE", "export_model", "calibrate", "quantize", "sqnr",
-    "CalibrationError", "ExportError", "quiet_third_party",
+    "CalibrationError", "ExportError", "ModelError", "convert", "check_calibrated",
+    "quiet_third_party",
 ]

@@ -37,7 +37,7 @@ from torchao.quantization.pt2e.quantizer import (
 )
 from torchao.quantization.pt2e.quantizer.quantizer import Q_ANNOTATION_KEY
 
-from .graph import TRANSPOSES, is_float_tensor, is_transposed_constant, op_name, schema_args
+from .graph import TRANSPOSES, is_float_tensor, is_transposed_constant, op_name, same_shape, schema_args, shape
 from .patterns import BOOKKEEPING, HARDTANH, OpRecord, QParams, Role, record_for
 from .report import AnnotationReport, NodeDecision
 from .specs import QuantConfig, with_weight_axis
@@ -108,15 +108,21 @@ class _Annotator:
             reason=reason, config=config.name if config is not None else None,
         )
 
-    def prelude(self, node: Node, pattern_name: str) -> Optional[QuantConfig]:
+    def prelude(self, node: Node, record: OpRecord) -> Optional[QuantConfig]:
         """The node's config, or None after recording why it is not annotated here."""
         if Q_ANNOTATION_KEY in node.meta:
-            self.decide(node, output_is_quantized(node), pattern=pattern_name,
+            self.decide(node, output_is_quantized(node), pattern=record.name,
                         reason="annotated before this quantizer ran; left as it was")
             return None
         config, why = self.config_for(node)
         if config is None:
-            self.decide(node, False, pattern=pattern_name, reason=why)
+            self.decide(node, False, pattern=record.name, reason=why)
+        elif config.is_dynamic and not record.dynamic:
+            # A data-movement op too: a dynamic q/dq before a transpose is delegated by no
+            # XNNPACK config, and its choose_qparams has no portable kernel either.
+            self.decide(node, False, pattern=record.name, config=config,
+                        reason="dynamic configs quantize only linear and conv (XNNPACK's dynamic kernels)")
+            return None
         return config
 
     def config_for(self, node: Node) -> tuple:
@@ -130,12 +136,8 @@ class _Annotator:
 
     # -- phase 1: records with their own observer -------------------------------------
     def anchor(self, node: Node, record: OpRecord) -> None:
-        config = self.prelude(node, record.name)
+        config = self.prelude(node, record)
         if config is None:
-            return
-        if config.is_dynamic and not record.dynamic:
-            self.decide(node, False, pattern=record.name, config=config,
-                        reason="dynamic configs quantize only linear and conv (XNNPACK's dynamic kernels)")
             return
         if not is_float_tensor(node):
             self.decide(node, False, pattern=record.name, config=config,
@@ -150,11 +152,16 @@ class _Annotator:
         input_map: dict = {}
         before: list = []  # (op walked through, its source, spec, role): observed before that op
         walked: list = []  # (op, role) between a source and the op, for the report
+        restoring: list = []  # the views after the op that undo its input's flattening
         for arg in record.args_of(node.target):
             value = values.get(arg.name)
             if not isinstance(value, Node):
                 continue
             source, chain = walk_back(value, _through(arg), node)
+            if arg.role is Role.ACT and chain:
+                restoring = _restoring_views(node, record, source)
+                if not restoring:
+                    source, chain = value, []
             if arg.role is Role.ACT:
                 if not is_float_tensor(source):
                     self.decide(node, False, pattern=record.name, config=config,
@@ -178,7 +185,7 @@ class _Annotator:
                 input_map[value] = spec
 
         tail_ops = walk_forward(node, record.folds, node, any_source=True)
-        tail_ops += walk_forward(tail_ops[-1] if tail_ops else node, record.output_through, node)
+        tail_ops += restoring
         tail = tail_ops[-1] if tail_ops else node
         fused = self._fused_activation(tail, record, config)
         output = config.output_activation
@@ -223,7 +230,7 @@ class _Annotator:
 
     # -- phase 2: records that share their input's qparams -----------------------------
     def shared(self, node: Node, record: OpRecord) -> None:
-        config = self.prelude(node, record.name)
+        config = self.prelude(node, record)
         if config is None:
             return
         spelling = record.spelling(node.target)
@@ -273,6 +280,26 @@ class _Annotator:
             self.decide(node, False, reason="dtype not supported: not a float tensor op")
         else:
             self.decide(node, False, reason="no record in the op table: not an op XNNPACK runs in int8")
+
+
+def _restoring_views(node: Node, record: OpRecord, flattened: Node) -> list:
+    """The record's ``output_through`` views after ``node`` that undo its input's flattening.
+
+    The core IR spells a rank-3 linear ``view → addmm → view``; ExecuTorch
+    rebuilds that group from its source partition and wants the observers
+    outside both views.  Views that only happen to surround a 2-D linear of the
+    same module (attention's ``reshape(L·N, E)`` → ``out_proj`` →
+    ``view(L, N, E)``) are not part of it: observing beyond them would leave
+    the linear's own input and output float, and ExecuTorch's ``GEMMConfig``
+    then rejects the linear and strands its weight's dequantize outside the
+    delegate.  So the views belong to the op only as a pair that restores the
+    flattened activation's leading dims; empty otherwise.
+    """
+    views = walk_forward(node, record.output_through, node)
+    before, after = shape(flattened), shape(views[-1]) if views else None
+    if before is None or after is None or not same_shape(before[:-1], after[:-1]):
+        return []
+    return views
 
 
 def _sharing_root(node: Node):

@@ -103,6 +103,14 @@ def schema_args(node: Node) -> dict:
     return values
 
 
+def same_shape(a: Optional[tuple], b: Optional[tuple]) -> bool:
+    """Two known shapes are equal; symbolic dims compare by name.
+
+    ``==`` on two ``SymInt`` would ask the shape environment and may add a guard.
+    """
+    return a is not None and b is not None and [str(d) for d in a] == [str(d) for d in b]
+
+
 def transposed_source(node: Any) -> Optional[Node]:
     """The 2-D tensor that ``node`` transposes, or None if ``node`` is no plain 2-D transpose.
 
@@ -140,6 +148,28 @@ def is_transposed_constant(node: Any) -> bool:
     return is_constant(transposed_source(node))
 
 
+def holds_attention(gm: GraphModule) -> bool:
+    """``gm`` computes attention: a softmax whose output a batched matmul reads, through data movement."""
+    softmaxes = (aten.softmax.int, aten._softmax.default, aten._safe_softmax.default)
+    matmuls = (aten.bmm.default, aten.matmul.default)
+    passing = (aten.view.default, aten.reshape.default, aten._unsafe_view.default, aten.expand.default,
+               aten.clone.default, aten.dropout.default, aten.where.self, aten.to.dtype,
+               aten._to_copy.default)
+    for node in gm.graph.nodes:
+        if not is_call(node, softmaxes):
+            continue
+        pending, seen = [node], set()
+        while pending:
+            current = pending.pop()
+            for user in current.users:
+                if is_call(user, matmuls):
+                    return True
+                if is_call(user, passing) and user not in seen:
+                    seen.add(user)
+                    pending.append(user)
+    return False
+
+
 def returned_nodes(gm: GraphModule) -> list:
     """What ``gm`` returns, flattened in output order (the values its caller gets as outputs)."""
     from torch.utils import _pytree as pytree
@@ -164,6 +194,34 @@ def erase_chain(gm: GraphModule, node: Node) -> None:
         pending.extend(inputs)
 
 
+def fake_value(target, args: tuple, kwargs: dict) -> Optional[torch.Tensor]:
+    """``target`` run on the ``meta["val"]`` of its node arguments (fake tensors), or None.
+
+    None when an argument has no value (a constant from ``get_attr``) or the
+    call fails on fake tensors.
+    """
+    from torch.utils import _pytree as pytree
+
+    missing = []
+
+    def value(arg):
+        if isinstance(arg, Node):
+            val = arg.meta.get("val")
+            if val is None:
+                missing.append(arg)
+            return val
+        return arg
+
+    args, kwargs = pytree.tree_map(value, (args, kwargs))
+    if missing:
+        return None
+    try:
+        out = target(*args, **kwargs)
+    except Exception:  # a decomposition's inner op may not run on fake values: keep the copy
+        return None
+    return out if isinstance(out, torch.Tensor) else None
+
+
 class RewriteEachNode(PassBase):
     """Base of the passes that replace single nodes: a subclass says what replaces a node.
 
@@ -182,8 +240,12 @@ class RewriteEachNode(PassBase):
         """A ``call_function`` inserted before ``node``, carrying a copy of its meta."""
         with gm.graph.inserting_before(node):
             new = gm.graph.call_function(target, args, kwargs or {})
-        # The replacement computes the same value; the module stack keeps scoping by module.
+        # The module stack keeps scoping by module; the value is the new op's own where it
+        # can be computed (an inner node of a decomposition has another shape).
         new.meta = dict(node.meta)
+        val = fake_value(target, args, kwargs or {})
+        if val is not None:
+            new.meta["val"] = val
         return new
 
     def call(self, gm: GraphModule) -> PassResult:

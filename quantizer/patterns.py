@@ -281,6 +281,29 @@ def _check_conv_transpose_groups(node: Node) -> Optional[str]:
     return None
 
 
+def deconvolution_padding_reason(output_padding, stride) -> Optional[str]:
+    """Why XNNPACK cannot run a transposed conv with this ``output_padding``, or None.
+
+    torch allows ``output_padding < max(stride, dilation)``; XNNPACK's
+    deconvolution takes an adjustment below the stride only, and a delegate
+    with one at or above it fails at run time in executorch 1.5.1
+    ("Propagating input shapes failed ... invalid_parameter"; found by the fuzzer
+    on a dilated ``conv_transpose1d``, in fp32 too).
+    """
+    pads, strides = list(output_padding or ()), list(stride or ())
+    if len(strides) == 1 and len(pads) > 1:
+        strides *= len(pads)
+    if any(p >= s for p, s in zip(pads, strides)):
+        return (f"XNNPACK's transposed convolution needs output_padding < stride "
+                f"(got output_padding {pads}, stride {strides}); it runs outside the delegate")
+    return None
+
+
+def _check_deconvolution_padding(node: Node) -> Optional[str]:
+    args = schema_args(node)
+    return deconvolution_padding_reason(args.get("output_padding"), args.get("stride", (1,)))
+
+
 def _check_output_padding(node: Node) -> Optional[str]:
     if any(schema_args(node).get("output_padding") or ()):
         return "output_padding is only meaningful for transposed convolution"
@@ -507,7 +530,7 @@ RECORDS: tuple = (
         folds=BATCH_NORMS,
         reference=Reference("quantized_conv", params=_CONV_PARAMS, rewrite_args={
             aten.conv1d.padding: _numeric_padding, aten.conv2d.padding: _numeric_padding}),
-        partitioner=("ConvolutionConfig",),
+        partitioner=("SafeConvolutionConfig",),
         edge_ops=("convolution.default",),
     ),
     OpRecord(
@@ -517,11 +540,11 @@ RECORDS: tuple = (
                   (_ACT, Arg("weight", Role.WEIGHT, axis=1), Arg("bias", Role.BIAS))),),
         QParams.OWN,
         fused=CLAMPS,
-        checks=(_check_conv_transpose_groups, _check_conv_rank),
+        checks=(_check_conv_transpose_groups, _check_conv_rank, _check_deconvolution_padding),
         applies=_is_transposed_convolution,
         no_reference="transposed convolution has no reference kernel yet; the delegate's "
                      "output is checked against the converted graph only",
-        partitioner=("ConvolutionConfig",),
+        partitioner=("SafeConvolutionConfig",),
         edge_ops=("convolution.default",),
     ),
     OpRecord(
@@ -557,7 +580,7 @@ RECORDS: tuple = (
     ),
     _shared("view", {
         aten.view.default, aten.reshape.default, aten._unsafe_view.default,
-        aten.flatten.using_ints, aten.view_copy.default,
+        aten.flatten.using_ints, aten.unflatten.int, aten.view_copy.default,
     }, partitioner=("ViewCopyConfig",), edge_ops=("view_copy.default",)),
     # XNNPACK's partitioner claims squeeze_copy nowhere and unsqueeze_copy only on the last
     # dim; the lowering respells both as the view they are (``RewriteSqueezeAsView``).
@@ -646,9 +669,13 @@ RECORDS: tuple = (
     _float("avg_pool2d", {aten.avg_pool2d.default},
            "XNNPACK runs avg_pool2d in fp32 only (its qs8 average pooling is rejected)",
            partitioner=("AvgPoolingConfig",), edge_ops=("avg_pool2d.default",)),
+    # No config claims native_layer_norm; DecomposeLayerNorm (a pre-lowering pass) writes it as
+    # fp32 GEMMs and elementwise ops, which are claimed.
     _float("layer_norm", {aten.layer_norm.default, aten.native_layer_norm.default},
-           "XNNPACK has no layer_norm, in int8 or fp32",
-           edge_ops=("native_layer_norm.default",), delegated="unsupported op"),
+           "XNNPACK has no int8 layer norm; it runs in fp32 inside the delegate (DecomposeLayerNorm)",
+           partitioner=("LinearConfig", "SubConfig", "MulConfig", "AddConfig",
+                        "ReciprocalSquareRootConfig"),
+           edge_ops=("linear.default", "sub.Tensor", "mul.Tensor", "add.Tensor", "rsqrt.default")),
     _float("bmm", {aten.bmm.default, aten.matmul.default},
            "XNNPACK runs batch matmul in fp32 only (its qs8 x qs8 bmm is rejected)",
            partitioner=("BMMConfig",), edge_ops=("bmm.default",)),

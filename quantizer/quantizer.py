@@ -32,11 +32,12 @@ from torchao.quantization.pt2e.quantizer import (
 from torchao.quantization.pt2e.quantizer.quantizer import Q_ANNOTATION_KEY
 
 from .annotate import annotate_graph
-from .graph import op_name, schema_args
+from .graph import holds_attention, op_name, schema_args
 from .patterns import QParams, Role, record_for
 from .report import AnnotationReport
-from .specs import MIN_SCALE, QuantConfig, as_config, get_config
+from .specs import MIN_SCALE, QuantConfig, as_config, get_config, observer_eps
 from .transforms import ANNOTATION_PASSES, run_pipeline
+from .workflow import check_not_in_training_mode, check_not_quantized
 
 _UNSET = object()
 
@@ -155,7 +156,14 @@ class XnnpackQuantizer(Quantizer):
         ``clamp`` after a conv/linear as ``relu``/``hardtanh``, gives spatial
         ``mean`` ``keepdim=True`` and lifts scalar operands of add/sub/mul to
         tensors.  torchao's prepare works on this graph in place.
+
+        Raises:
+            ModelError: the graph is already prepared or quantized, or (for
+                post-training configs) has a batch norm or dropout in training mode.
         """
+        check_not_quantized(model)
+        if not self._any_qat():
+            check_not_in_training_mode(model)
         if self._any_qat() and any(
             n.target == torch.ops.aten._native_batch_norm_legit_functional.default
             for n in model.graph.nodes
@@ -168,7 +176,10 @@ class XnnpackQuantizer(Quantizer):
         return run_pipeline(model, ANNOTATION_PASSES).graph_module
 
     def annotate(self, model: GraphModule) -> GraphModule:
-        self.report = annotate_graph(model, self.config_for, self.filter_fn)
+        resolve = self.config_for
+        if holds_attention(model):
+            resolve = _in_attention_graph(self.config_for)
+        self.report = annotate_graph(model, resolve, self.filter_fn)
         return model
 
     def validate(self, model: GraphModule) -> None:
@@ -196,6 +207,22 @@ class XnnpackQuantizer(Quantizer):
         return any(c is not None and c.is_qat for c in configs)
 
 
+def _in_attention_graph(resolve):
+    """``resolve`` with the global config's ``attention`` config in its place (see ``QuantConfig.attention``).
+
+    Only the global config is replaced: a module name, module type or
+    operator type setter says what the user wants for those nodes.
+    """
+
+    def resolved(node: Node) -> tuple:
+        config, source = resolve(node)
+        if source == "global" and config is not None and config.attention is not None:
+            return config.attention, "global, in a graph with attention (QuantConfig.attention)"
+        return config, source
+
+    return resolved
+
+
 def _validate_spec(node: Node, arg, spec: QuantizationSpec) -> None:
     where = f"node {node.name!r} ({op_name(node)})" + (f", input {arg.name!r}" if arg is not None else ", output")
     is_weight = spec.qscheme in (torch.per_channel_symmetric, torch.per_tensor_symmetric, torch.per_channel_affine)
@@ -217,7 +244,7 @@ def _validate_spec(node: Node, arg, spec: QuantizationSpec) -> None:
             raise ValidationError(
                 f"{where}: {record_for(node).name} weights must be per-channel on axis {axis} "
                 f"(output channels), got axis {spec.ch_axis}")
-    eps = getattr(getattr(spec.observer_or_fake_quant_ctr, "p", None), "keywords", {}).get("eps")
+    eps = None if spec.is_dynamic else observer_eps(spec)
     if eps is not None and eps < MIN_SCALE:
         raise ValidationError(f"{where}: observer eps {eps} allows scales below 2**-12")
 

@@ -1,7 +1,13 @@
-"""Test-wide settings: a deterministic seed for every test."""
+"""Test-wide settings: a deterministic seed for every test, and no stray top-level ``kernels``."""
 
 import pytest
 import torch
+
+from examples.common import hide_source_kernels_folder
+
+# pytest puts the repository root on sys.path (tests/ is a package), where kernels/ would
+# pass for PyPI's ``kernels``, which transformers (the BERT test) imports from.
+hide_source_kernels_folder()
 
 
 @pytest.fixture(autouse=True)

@@ -9,6 +9,8 @@ API rather than ``xnnquant.passes.lower_to_xnnpack``.
 from __future__ import annotations
 
 import operator
+import threading
+from typing import Callable
 
 import torch
 from torch.fx import GraphModule
@@ -56,3 +58,29 @@ def run_pte(edge, inputs: tuple) -> torch.Tensor:
     buffer = edge.to_executorch().buffer
     method = Runtime.get().load_program(buffer).load_method("forward")
     return method.execute(list(inputs))[0]
+
+
+def run_at_once(jobs: dict) -> dict:
+    """Run each ``name → zero-argument callable`` in its own thread, all released at once.
+
+    Returns ``name → result``; the first exception a job raised is re-raised here,
+    in the caller's thread.
+    """
+    start = threading.Barrier(len(jobs))
+    results, errors = {}, []
+
+    def run(name: str, job: Callable) -> None:
+        try:
+            start.wait()
+            results[name] = job()
+        except BaseException as exc:  # re-raised below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=item) for item in jobs.items()]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
+    return results

@@ -17,26 +17,43 @@ from typing import Sequence
 
 from torch.fx import GraphModule
 
+from .decompose_attention import DecomposeAttention
 from .decompose_silu import DecomposeSilu
 from .fold_conv_batch_norm import FoldConvBatchNorm
 from .lift_scalar_operands import LiftScalarOperands
+from .recompose_broadcast_linear import RecomposeBroadcastLinear
 from .recompose_hardswish import RecomposeHardswish
+from .remove_identity_ops import RemoveIdentityOps
 from .rewrite_clamp import RewriteClamp
 from .rewrite_hardsigmoid import RewriteHardsigmoid
+from .rewrite_matmul_as_bmm import RewriteMatmulAsBmm
 from .rewrite_max_pool_with_indices import RewriteMaxPoolWithIndices
+from .rewrite_select_as_slice import RewriteSelectAsSlice
 from .rewrite_mean_keepdim import RewriteMeanKeepdim
+from .rewrite_rsub_as_sub import RewriteRsubAsSub
+from .rewrite_safe_softmax import RewriteSafeSoftmax
 
-#: Before annotation, in order: fold core-IR batch norm, hardswish whole, hardsigmoid
-#: and SiLU in int8 ops, give max-pool and clamps the spellings XNNPACK claims, keepdim for spatial
-#: means, tensors for scalar operands (the ones the hardsigmoid spelling adds included).
+#: Before annotation, in order: fold core-IR batch norm, drop eval dropout and no-op expands,
+#: linear whole where the core IR broadcast it into a ``bmm``, select as slice, attention written
+#: out and batched matmuls as ``bmm`` (training IR), an unmasked safe softmax as softmax (core
+#: IR), hardswish whole, hardsigmoid and SiLU in int8 ops, give max-pool and clamps the spellings
+#: XNNPACK claims, keepdim for spatial means, ``rsub`` as ``sub``, tensors for scalar operands
+#: (the ones the hardsigmoid spelling adds included).
 ANNOTATION_PASSES: tuple = (
     FoldConvBatchNorm,
+    RemoveIdentityOps,
+    RecomposeBroadcastLinear,
+    RewriteSelectAsSlice,
+    DecomposeAttention,
+    RewriteMatmulAsBmm,
+    RewriteSafeSoftmax,
     RecomposeHardswish,
     RewriteHardsigmoid,
     DecomposeSilu,
     RewriteMaxPoolWithIndices,
     RewriteClamp,
     RewriteMeanKeepdim,
+    RewriteRsubAsSub,
     LiftScalarOperands,
 )
 

@@ -27,9 +27,9 @@ import torch
 from torch import nn
 from torch.export import Dim
 
-from xnnquant.passes import InputError, LoweringError, lower_to_xnnpack
+from xnnquant.passes import InputError, lower_to_xnnpack
 from xnnquant.passes.report import output_step
-from xnnquant.quantizer import XnnpackQuantizer, get_dynamic_config
+from xnnquant.quantizer import XnnpackQuantizer, get_config, get_dynamic_config
 from xnnquant.quantizer.workflow import quantize, sqnr
 
 LOW, HIGH = 1, 8
@@ -75,7 +75,8 @@ CASES = {
     "encoder": Case(_encoder, (2, 4, 32), 1),
 }
 CONFIGS = {
-    "static": lambda: XnnpackQuantizer(),
+    # Static everywhere: the default would quantize the encoder dynamically (QuantConfig.attention).
+    "static": lambda: XnnpackQuantizer(get_config(attention="static")),
     "dynamic": lambda: XnnpackQuantizer().set_global(get_dynamic_config()),
 }
 IRS = ("training", "core")
@@ -115,13 +116,6 @@ def _params():
         for config in CONFIGS:
             for ir in IRS:
                 marks = () if (name, config, ir) in FAST else (pytest.mark.slow,)
-                if name == "encoder":
-                    # Known and open (issue #8, README "Known limits"): the attention's
-                    # in_proj weight dequantize is left at a partition boundary and has no
-                    # out variant.  Strict, so a fix shows up as XPASS and must drop this.
-                    marks += (pytest.mark.xfail(raises=LoweringError, strict=True,
-                                                reason="TransformerEncoderLayer: Missing out variants: "
-                                                       "quantized_decomposed::dequantize_per_channel"),)
                 yield pytest.param(name, config, ir, id=f"{name}-{config}-{ir}", marks=marks)
 
 

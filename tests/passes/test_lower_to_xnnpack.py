@@ -30,6 +30,7 @@ import pytest
 import torch
 from torch import nn
 
+from tests.support import run_at_once
 from xnnquant.passes import (
     PRE_LOWERING_PASSES,
     LoweredProgram,
@@ -242,11 +243,18 @@ def _quantized_squeeze_unsqueeze():
     return converted, x
 
 
+def _quantized_layer_norm_between_linears():
+    model = nn.Sequential(nn.Linear(8, 8), nn.LayerNorm(8), nn.Linear(8, 4)).eval()
+    x = torch.randn(2, 3, 8)
+    return quantize(model, (x,), None, make_quantizer(), ir="training"), (x,)
+
+
 # Each pre-lowering pass, in pipeline order, and a builder of the graph that needs it.
 GRAPH_FOR_PASS = {
     "RewriteMaxPoolWithIndices": _fp32_core_max_pool,
     "RecomposeLinear": _quantized_core_linear_with_split_views,
     "RewriteSqueezeAsView": _quantized_squeeze_unsqueeze,
+    "DecomposeLayerNorm": _quantized_layer_norm_between_linears,
 }
 
 
@@ -630,24 +638,8 @@ def test_two_programs_lowered_at_once_report_as_when_lowered_one_after_the_other
     assert all(any(n.detail == "Expected weight to be a static param" for n in lowered.report.not_delegated)
                for lowered in serial.values())
 
-    start = threading.Barrier(len(jobs))
-    results, errors = {}, []
-
-    def lower(name):
-        inputs, converted = jobs[name]
-        try:
-            start.wait()
-            results[name] = lower_to_xnnpack(converted, inputs)
-        except BaseException as exc:  # re-raised below, in the test's thread
-            errors.append(exc)
-
-    threads = [threading.Thread(target=lower, args=(name,)) for name in jobs]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    if errors:
-        raise errors[0]
+    results = run_at_once({name: (lambda c=converted, i=inputs: lower_to_xnnpack(c, i))
+                           for name, (inputs, converted) in jobs.items()})
     for name, lowered in serial.items():
         assert results[name].report.to_dict() == lowered.report.to_dict(), name
         assert results[name].buffer == lowered.buffer, name
@@ -688,3 +680,13 @@ def test_capture_takes_only_its_own_thread_and_leaves_the_loggers_as_they_were()
     # and no debug record reached anyone.
     assert seen == ["a warning from another thread"]
     assert (logger.level, logger.filters) == (level, filters)
+
+
+def test_a_forward_argument_named_like_a_builtin_is_still_an_input():
+    # nn.Conv1d.forward(input): fx names the placeholder input_1 while the signature says
+    # input, and the lowering once counted 0 inputs ("the program takes 0 inputs, got 1").
+    x = torch.randn(1, 6, 4)
+    model = nn.Conv1d(6, 4, 1).eval()
+    lowered = lower_to_xnnpack(export_model(model, (x,)), (x,))
+    assert lowered.input_shapes == ((torch.float32, (1, 6, 4)),)
+    torch.testing.assert_close(lowered.run(x)[0], model(x), atol=1e-5, rtol=1e-5)

@@ -269,8 +269,6 @@ CASES.update({
         _seeded(lambda: _Fn(lambda m, x: m.b(m.norm(m.a(x))), a=nn.Linear(16, 8),
                             norm=nn.LayerNorm(8), b=nn.Linear(8, 4))),
         (4, 16), _both({"linear": 2}), floats=_both({"layer_norm": 1}),
-        outside={"training": 1, "core": 1},
-        why="no XNNPACK partitioner config claims layer norm, even in fp32",
     ),
     "bmm": Case(
         _seeded(lambda: _Fn(lambda m, x: m.b(torch.bmm(m.a(x), m.c(x).transpose(1, 2))),
