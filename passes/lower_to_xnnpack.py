@@ -805,13 +805,7 @@ def _recheck_against_row_quantization(module: GraphModule, example_inputs: tuple
             reference = pytree.tree_leaves(rows(*_clone_inputs(example_inputs)))
     except Exception:  # noqa: BLE001 - then the verdict against the graph stands, as reported
         return checks
-    out = []
-    for i, check in enumerate(checks):
-        if _failed_float(check) and i < len(reference):
-            again = _judge(i, reference[i].detach(), actual[i].clone(), None, True)
-            check = replace(again, against="row-wise", eager=check)
-        out.append(check)
-    return out
+    return _judge_again(checks, reference, actual, [None] * len(checks), _failed_float, "row-wise")
 
 
 def _recheck_against_reference(module: GraphModule, example_inputs: tuple, checks: list,
@@ -836,11 +830,18 @@ def _recheck_against_reference(module: GraphModule, example_inputs: tuple, check
             reference = pytree.tree_leaves(lower_to_reference(module)(*_clone_inputs(example_inputs)))
     except Exception:  # noqa: BLE001 - then the eager verdict stands, as reported
         return checks
+    steps = [output_step(node) for node in out_nodes]
+    return _judge_again(checks, reference, actual, steps,
+                        lambda c: _failed_dequantized(c) or _failed_float(c), "reference")
+
+
+def _judge_again(checks: list, reference: list, actual: list, steps: list, failed, against: str) -> list:
+    """``checks`` with each output that ``failed`` judged again against ``reference`` (same limits)."""
     out = []
     for i, check in enumerate(checks):
-        if (_failed_dequantized(check) or _failed_float(check)) and i < len(reference):
-            again = _judge(i, reference[i].detach(), actual[i].clone(), output_step(out_nodes[i]), True)
-            check = replace(again, against="reference", eager=check)
+        if failed(check) and i < len(reference):
+            again = _judge(i, reference[i].detach(), actual[i].clone(), steps[i], True)
+            check = replace(again, against=against, eager=check)
         out.append(check)
     return out
 
